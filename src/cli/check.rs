@@ -1,0 +1,147 @@
+//! `asyncapi-guard check`: files, directories and stdin, for CI before merge.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{ArgAction, Args};
+
+use crate::config::Config;
+use crate::engine::{Engine, Overrides};
+use crate::kubernetes::extract::ExtractConfig;
+use crate::kubernetes::manifest;
+use crate::report::{self, DocumentReport, Format};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Configuration file (YAML): modes, production selector, limits.
+    #[arg(long, env = "ASYNCAPI_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text, env = "ASYNCAPI_GUARD_FORMAT")]
+    pub format: Format,
+    /// Treat every server as production.
+    #[arg(long, action = ArgAction::SetTrue, env = "ASYNCAPI_GUARD_ALL_SERVERS_PRODUCTION")]
+    pub all_servers_production: bool,
+    /// AsyncAPI documents or Kubernetes manifests; directories are searched for .yaml, .yml
+    /// and .json files; `-` reads standard input.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
+
+pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let engine = Engine::new(config.policy);
+    let overrides = Overrides {
+        all_servers_production: args.all_servers_production,
+        ..Overrides::default()
+    };
+
+    let mut io_errors = 0;
+    let mut reports = Vec::new();
+    for input in &args.paths {
+        for (name, bytes) in read_input(input) {
+            match bytes {
+                Ok(bytes) => reports.extend(judge_file(
+                    &engine,
+                    &config.kubernetes,
+                    &name,
+                    &bytes,
+                    &overrides,
+                )),
+                Err(error) => {
+                    io_errors += 1;
+                    eprintln!("asyncapi-guard: {name}: {error:#}");
+                }
+            }
+        }
+    }
+
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(report::render(args.format, &reports).as_bytes())
+        .context("cannot write the output")?;
+    Ok(if io_errors > 0 {
+        ExitCode::from(2)
+    } else if reports.iter().any(|r| !r.evaluation.allowed()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The files an argument names, with their contents (or why they cannot be read).
+fn read_input(input: &str) -> Vec<(String, anyhow::Result<Vec<u8>>)> {
+    if input == "-" {
+        let mut bytes = Vec::new();
+        let read = std::io::stdin()
+            .lock()
+            .read_to_end(&mut bytes)
+            .map(|_| bytes)
+            .context("cannot read standard input");
+        return vec![(input.to_owned(), read)];
+    }
+    let path = Path::new(input);
+    if !path.is_dir() {
+        return vec![(input.to_owned(), read_file(path))];
+    }
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+        match entry {
+            Ok(entry) if entry.file_type().is_file() && has_document_extension(entry.path()) => {
+                files.push((entry.path().display().to_string(), read_file(entry.path())));
+            }
+            Ok(_) => {}
+            Err(error) => files.push((input.to_owned(), Err(error.into()))),
+        }
+    }
+    files
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn has_document_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.contains(&e))
+}
+
+/// One file: an AsyncAPI document, or a manifest whose objects carry documents.
+fn judge_file(
+    engine: &Engine,
+    kubernetes: &ExtractConfig,
+    name: &str,
+    bytes: &[u8],
+    overrides: &Overrides,
+) -> Vec<DocumentReport> {
+    let text = match crate::engine::document::yaml::check_bytes(bytes, &engine.policy().limits) {
+        Ok(text) => text,
+        Err(error) => {
+            return vec![DocumentReport::file(
+                name,
+                engine.evaluate_load_error(&error, overrides),
+            )];
+        }
+    };
+    match engine.load(text) {
+        Err(error) => vec![DocumentReport::file(
+            name,
+            engine.evaluate_load_error(&error, overrides),
+        )],
+        Ok(stream) if manifest::is_manifest(&stream) => {
+            manifest::judge_manifest(engine, kubernetes, name, &stream, overrides)
+        }
+        Ok(stream) => vec![DocumentReport::file(
+            name,
+            engine.evaluate_stream(&stream, overrides),
+        )],
+    }
+}

@@ -1,0 +1,31 @@
+//! The command line: one clap-derived struct, every flag with its environment variable.
+
+pub mod check;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "asyncapi-guard",
+    version,
+    about = "Stops insecure AsyncAPI definitions: a CLI for CI, a Kubernetes admission webhook, a cluster audit."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Judge AsyncAPI documents and Kubernetes manifests (exit 0 allowed, 1 denied, 2 error).
+    Check(check::CheckArgs),
+}
+
+/// Runs a command. Errors are usage or I/O errors (exit code 2), reported by `main`.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+    }
+}

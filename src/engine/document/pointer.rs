@@ -1,0 +1,179 @@
+//! JSON pointers (RFC 6901) over the document model, and `$ref` strings.
+//!
+//! Escaping and parsing are `jsonptr`'s; walking is ours, since the nodes are ours.
+
+use std::borrow::Cow;
+
+use jsonptr::{Pointer, Token};
+use percent_encoding::percent_decode_str;
+
+use super::{NodeRef, Pos, Value};
+
+/// A node with the pointer that names it and the position a finding about it should show:
+/// the key of a mapping entry, or the item itself in a sequence.
+#[derive(Clone, Debug)]
+pub struct Located<'d> {
+    pub node: NodeRef<'d>,
+    pub path: String,
+    pub pos: Pos,
+}
+
+impl<'d> Located<'d> {
+    pub fn root(node: NodeRef<'d>) -> Self {
+        Located {
+            node,
+            path: String::new(),
+            pos: node.pos(),
+        }
+    }
+
+    /// The value under `key`, if this is a mapping that has it.
+    pub fn child(&self, key: &str) -> Option<Located<'d>> {
+        let entry = self.node.entry(key)?;
+        Some(Located {
+            node: self.node.at(entry.value),
+            path: push(&self.path, key),
+            pos: entry.key_pos,
+        })
+    }
+
+    /// Every entry of a mapping, as `(key, value)`.
+    pub fn children(&self) -> impl Iterator<Item = (&'d str, Located<'d>)> + '_ {
+        self.node.entries().iter().map(move |entry| {
+            (
+                entry.key.as_ref(),
+                Located {
+                    node: self.node.at(entry.value),
+                    path: push(&self.path, &entry.key),
+                    pos: entry.key_pos,
+                },
+            )
+        })
+    }
+
+    /// Every item of a sequence.
+    pub fn items(&self) -> impl Iterator<Item = (usize, Located<'d>)> + '_ {
+        self.node.items().enumerate().map(move |(i, node)| {
+            (
+                i,
+                Located {
+                    node,
+                    path: push_index(&self.path, i),
+                    pos: node.pos(),
+                },
+            )
+        })
+    }
+}
+
+/// `path` with one more token, escaped.
+pub fn push(path: &str, token: &str) -> String {
+    let token = Token::new(token);
+    let encoded = token.encoded();
+    let mut out = String::with_capacity(path.len() + encoded.len() + 1);
+    out.push_str(path);
+    out.push('/');
+    out.push_str(encoded);
+    out
+}
+
+pub fn push_index(path: &str, index: usize) -> String {
+    format!("{path}/{index}")
+}
+
+/// A `$ref` string: inside this document (`#...`), or anywhere else (never fetched).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference<'r> {
+    /// The JSON pointer of the fragment, percent-decoded (still `~`-escaped).
+    Local(Cow<'r, str>),
+    External,
+}
+
+pub fn classify(reference: &str) -> Reference<'_> {
+    match reference.strip_prefix('#') {
+        Some(fragment) => Reference::Local(percent_decode_str(fragment).decode_utf8_lossy()),
+        None => Reference::External,
+    }
+}
+
+/// Walks `pointer` from `root`. `None` when the pointer is malformed or a token is missing.
+pub fn resolve<'d>(root: NodeRef<'d>, pointer: &str) -> Option<Located<'d>> {
+    let parsed = Pointer::parse(pointer).ok()?;
+    let mut here = Located::root(root);
+    for token in parsed.tokens() {
+        let key = token.decoded();
+        here = match here.node.value() {
+            Value::Map(_) => here.child(&key)?,
+            Value::Seq(_) => {
+                let index = array_index(&key)?;
+                let node = here.node.items().nth(index)?;
+                Located {
+                    node,
+                    path: push_index(&here.path, index),
+                    pos: node.pos(),
+                }
+            }
+            Value::Scalar { .. } => return None,
+        };
+    }
+    Some(here)
+}
+
+/// RFC 6901 array indices: digits, no leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    if token.is_empty()
+        || (token.len() > 1 && token.starts_with('0'))
+        || !token.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    token.parse().ok()
+}
+
+/// The decoded tokens of a pointer, for matching against a known prefix.
+pub fn tokens(pointer: &str) -> Option<Vec<String>> {
+    let parsed = Pointer::parse(pointer).ok()?;
+    Some(parsed.tokens().map(|t| t.decoded().into_owned()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::document::yaml::{Limits, parse_stream};
+
+    #[test]
+    fn escapes_tilde_and_slash() {
+        assert_eq!(push("/channels", "a/b~c"), "/channels/a~1b~0c");
+    }
+
+    #[test]
+    fn classifies_references() {
+        assert_eq!(
+            classify("#/components/securitySchemes/a%20b"),
+            Reference::Local(Cow::Borrowed("/components/securitySchemes/a b"))
+        );
+        assert_eq!(classify("https://x/y.yaml#/a"), Reference::External);
+        assert_eq!(classify("./file.yaml"), Reference::External);
+    }
+
+    #[test]
+    fn resolves_through_maps_and_lists_with_escapes() {
+        let src = "channels:\n  a/b~c:\n    list: [x, {k: v}]\n";
+        let stream = parse_stream(src, &Limits::default()).unwrap();
+        let root = stream.tree.node(stream.documents[0].0);
+        let found = resolve(root, "/channels/a~1b~0c/list/1/k").unwrap();
+        assert_eq!(found.node.as_str(), Some("v"));
+        assert_eq!(found.path, "/channels/a~1b~0c/list/1/k");
+        assert_eq!(
+            found.pos,
+            Pos {
+                line: 3,
+                column: 16
+            }
+        );
+        assert!(resolve(root, "/channels/a~1b~0c/list/01").is_none());
+        assert!(resolve(root, "/channels/missing").is_none());
+        assert!(resolve(root, "no-leading-slash").is_none());
+        assert_eq!(resolve(root, "").unwrap().path, "");
+    }
+}

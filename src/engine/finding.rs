@@ -1,0 +1,165 @@
+//! The one finding type every output renders.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::document::Pos;
+
+/// The rule ids of POLICY.md. Declared most severe first: sorting by id sorts by severity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleId {
+    DocumentInvalid,
+    ServerSecurityMissing,
+    ServerSecurityAnonymous,
+    SecuritySchemeUndefined,
+    SecurityRefExternal,
+    SecuritySchemeInvalid,
+    SecurityScopeUndefined,
+}
+
+impl RuleId {
+    pub const ALL: [RuleId; 7] = [
+        RuleId::DocumentInvalid,
+        RuleId::ServerSecurityMissing,
+        RuleId::ServerSecurityAnonymous,
+        RuleId::SecuritySchemeUndefined,
+        RuleId::SecurityRefExternal,
+        RuleId::SecuritySchemeInvalid,
+        RuleId::SecurityScopeUndefined,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleId::DocumentInvalid => "document-invalid",
+            RuleId::ServerSecurityMissing => "server-security-missing",
+            RuleId::ServerSecurityAnonymous => "server-security-anonymous",
+            RuleId::SecuritySchemeUndefined => "security-scheme-undefined",
+            RuleId::SecurityRefExternal => "security-ref-external",
+            RuleId::SecuritySchemeInvalid => "security-scheme-invalid",
+            RuleId::SecurityScopeUndefined => "security-scope-undefined",
+        }
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown rule \"{0}\"")]
+pub struct UnknownRule(pub String);
+
+impl FromStr for RuleId {
+    type Err = UnknownRule;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RuleId::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownRule(s.to_owned()))
+    }
+}
+
+/// What a finding does. Ordered from least to most strict, so the effective mode of a
+/// finding is the minimum of the modes that apply to it.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Not evaluated at all.
+    Off,
+    /// Allowed; recorded (audit annotations, logs, metrics).
+    Audit,
+    /// Allowed; shown to the user as a warning.
+    Warn,
+    /// Denied.
+    #[default]
+    Enforce,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::Audit => "audit",
+            Mode::Warn => "warn",
+            Mode::Enforce => "enforce",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown mode \"{0}\" (expected enforce, warn, audit or off)")]
+pub struct UnknownMode(pub String);
+
+impl FromStr for Mode {
+    type Err = UnknownMode;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "off" => Ok(Mode::Off),
+            "audit" => Ok(Mode::Audit),
+            "warn" => Ok(Mode::Warn),
+            "enforce" => Ok(Mode::Enforce),
+            other => Err(UnknownMode(other.to_owned())),
+        }
+    }
+}
+
+/// One violation of one rule at one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: RuleId,
+    /// JSON pointer into the document, to the offending node (`""` for the whole document).
+    pub path: String,
+    /// Where that node is written; unknown for documents without source text.
+    pub pos: Pos,
+    /// One sentence a person can act on.
+    pub message: String,
+    /// The fix, where one helps.
+    pub hint: Option<String>,
+    /// What the finding does, after the policy's, the rule's and the request's modes.
+    pub mode: Mode,
+}
+
+impl Finding {
+    /// The order findings are shown in: denying before warning, most severe rule first,
+    /// then in document order.
+    pub fn display_order(&self, other: &Finding) -> std::cmp::Ordering {
+        other
+            .mode
+            .cmp(&self.mode)
+            .then(self.rule.cmp(&other.rule))
+            .then(self.pos.cmp(&other.pos))
+            .then(self.path.cmp(&other.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_ids_parse_and_print() {
+        for rule in RuleId::ALL {
+            assert_eq!(rule.as_str().parse::<RuleId>().unwrap(), rule);
+        }
+        assert!("server-security".parse::<RuleId>().is_err());
+    }
+
+    #[test]
+    fn modes_are_ordered_by_strictness() {
+        assert!(Mode::Off < Mode::Audit && Mode::Audit < Mode::Warn && Mode::Warn < Mode::Enforce);
+        assert_eq!(Mode::Enforce.min(Mode::Warn), Mode::Warn);
+    }
+}

@@ -1,0 +1,163 @@
+//! Which servers are production (POLICY.md "Production servers").
+
+use regex::bytes::{Regex, RegexBuilder};
+
+/// A server name pattern that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pattern {pattern:?} is not a valid regular expression: {reason}")]
+pub struct BadPattern {
+    /// `include` or `exclude`, and the index in that list.
+    pub list: &'static str,
+    pub index: usize,
+    pub pattern: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProductionSelector {
+    include: Vec<Regex>,
+    exclude: Vec<Regex>,
+    /// Tag names that mark a server as production, ASCII-lowercased.
+    tags: Vec<String>,
+    all_servers: bool,
+}
+
+impl ProductionSelector {
+    pub const DEFAULT_INCLUDE: &'static str = r"(^|[-_.])prod(uction)?([-_.]|$)";
+    pub const DEFAULT_EXCLUDE: &'static str = r"(^|[-_.])(non|pre)[-_.]?prod(uction)?([-_.]|$)";
+    pub const DEFAULT_TAGS: [&'static str; 2] = ["production", "prod"];
+
+    pub fn new(
+        include: &[String],
+        exclude: &[String],
+        tags: &[String],
+        all_servers: bool,
+    ) -> Result<Self, BadPattern> {
+        let compile_all = |list: &'static str, patterns: &[String]| {
+            patterns
+                .iter()
+                .enumerate()
+                .map(|(index, p)| {
+                    compile(p).map_err(|reason| BadPattern {
+                        list,
+                        index,
+                        pattern: p.clone(),
+                        reason,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(ProductionSelector {
+            include: compile_all("include", include)?,
+            exclude: compile_all("exclude", exclude)?,
+            tags: tags.iter().map(|t| t.to_ascii_lowercase()).collect(),
+            all_servers,
+        })
+    }
+
+    pub fn all_servers(&self) -> bool {
+        self.all_servers
+    }
+
+    /// Whether a server key names a production server.
+    pub fn name_matches(&self, key: &str) -> bool {
+        let key = key.as_bytes();
+        self.include.iter().any(|r| r.is_match(key))
+            && !self.exclude.iter().any(|r| r.is_match(key))
+    }
+
+    /// Whether a tag name marks a production server (exact, ASCII case-insensitive).
+    pub fn tag_matches(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t.eq_ignore_ascii_case(tag))
+    }
+}
+
+impl Default for ProductionSelector {
+    fn default() -> Self {
+        ProductionSelector {
+            include: vec![builtin(Self::DEFAULT_INCLUDE)],
+            exclude: vec![builtin(Self::DEFAULT_EXCLUDE)],
+            tags: Self::DEFAULT_TAGS.iter().map(|t| (*t).to_owned()).collect(),
+            all_servers: false,
+        }
+    }
+}
+
+/// Patterns match with ASCII case folding only, as POLICY.md says (`unicode(false)`:
+/// the Kelvin sign is not a `k`).
+fn compile(pattern: &str) -> Result<Regex, String> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(true)
+        .unicode(false)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+// The built-in patterns are constants, compiled by a unit test: no input reaches this.
+#[allow(clippy::expect_used)]
+fn builtin(pattern: &str) -> Regex {
+    compile(pattern).expect("built-in production patterns compile")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_from_the_policy() {
+        let s = ProductionSelector::default();
+        for name in [
+            "production",
+            "prod",
+            "prod-eu",
+            "kafka.production",
+            "eu-PROD-1",
+            "PRODUCTION",
+            "x_prod",
+        ] {
+            assert!(s.name_matches(name), "{name} should be production");
+        }
+        for name in [
+            "products",
+            "reproduction",
+            "nonprod",
+            "non-prod",
+            "pre-prod",
+            "PRE_PRODUCTION",
+            "staging",
+            "preprod",
+            "non.production",
+        ] {
+            assert!(!s.name_matches(name), "{name} should not be production");
+        }
+    }
+
+    #[test]
+    fn builtin_patterns_compile() {
+        assert!(compile(ProductionSelector::DEFAULT_INCLUDE).is_ok());
+        assert!(compile(ProductionSelector::DEFAULT_EXCLUDE).is_ok());
+    }
+
+    #[test]
+    fn ascii_case_folding_only() {
+        let s = ProductionSelector::default();
+        // U+212A KELVIN SIGN folds to `k` under Unicode rules; not under ASCII ones.
+        let tags =
+            ProductionSelector::new(&["^kafka$".into()], &[], &["prod".into()], false).unwrap();
+        assert!(tags.name_matches("KAFKA"));
+        assert!(!tags.name_matches("\u{212A}afka"));
+        assert!(s.tag_matches("PROD"));
+        assert!(s.tag_matches("Production"));
+        assert!(!s.tag_matches("production-eu"));
+    }
+
+    #[test]
+    fn bad_patterns_are_reported() {
+        let err = ProductionSelector::new(&["ok".into()], &["x".into(), "(".into()], &[], false)
+            .unwrap_err();
+        assert_eq!(
+            (err.list, err.index, err.pattern.as_str()),
+            ("exclude", 1, "(")
+        );
+    }
+}

@@ -1,0 +1,422 @@
+//! Which AsyncAPI documents a Kubernetes object carries (POLICY.md "Kubernetes objects").
+//!
+//! Works on the object as JSON, which is how the API server sends it, how `kube` lists it,
+//! and what a manifest file is turned into; so the webhook, the audit and `check` share it.
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::fmt;
+
+use base64::Engine as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The label that opts a ConfigMap in.
+pub const DOCUMENT_LABEL: &str = "asyncapi-guard.io/document";
+/// The annotation that lists, comma-separated, the keys of a ConfigMap that hold documents.
+pub const KEYS_ANNOTATION: &str = "asyncapi-guard.io/keys";
+/// The custom resource whose `spec` is the document.
+pub const CR_GROUP: &str = "asyncapi-guard.io";
+pub const CR_VERSION: &str = "v1alpha1";
+pub const CR_KIND: &str = "AsyncAPI";
+pub const CR_PLURAL: &str = "asyncapis";
+
+const DOCUMENT_SUFFIXES: [&str; 3] = [".yaml", ".yml", ".json"];
+
+/// What the installation asks to look at, besides labelled ConfigMaps and `AsyncAPI`s.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtractConfig {
+    /// Look at ConfigMaps without the label too (a key counts only if it holds an AsyncAPI
+    /// document).
+    #[serde(default)]
+    pub inspect_all_config_maps: bool,
+    /// Other kinds that carry a document in one field.
+    #[serde(default)]
+    pub kinds: Vec<CarrierKind>,
+}
+
+/// A kind that carries a document in the field a JSON pointer names: as YAML or JSON text,
+/// or as a structured object.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CarrierKind {
+    /// API group; `""` for the core group.
+    #[serde(default)]
+    pub group: String,
+    pub kind: String,
+    /// JSON pointer to the field, such as `/spec/asyncapi`.
+    pub field: String,
+}
+
+/// An object, as messages name it: `ConfigMap payments/orders-api`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId {
+    pub group: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectId {
+    /// `ConfigMap/payments/orders-api`, as used in `check`'s file names.
+    pub fn path(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{}/{ns}/{}", self.kind, self.name),
+            None => format!("{}/{}", self.kind, self.name),
+        }
+    }
+
+    pub fn is_config_map(&self) -> bool {
+        self.group.is_empty() && self.kind == "ConfigMap"
+    }
+
+    pub fn is_asyncapi_resource(&self) -> bool {
+        self.group == CR_GROUP && self.kind == CR_KIND
+    }
+}
+
+impl fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// What a carried document is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content<'o> {
+    /// YAML or JSON text: a ConfigMap key, a string field.
+    Text(Cow<'o, [u8]>),
+    /// Text judged only if it is an AsyncAPI document (unlabelled ConfigMaps, when the
+    /// installation inspects all of them).
+    Candidate(Cow<'o, [u8]>),
+    /// A structured field of the object, by JSON pointer.
+    Field(String),
+    /// The object says a document is here, but there is nothing readable.
+    Unreadable(String),
+}
+
+/// One document an object carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carried<'o> {
+    /// Where in the object: `data/asyncapi.yaml`, `binaryData/x.json`, `spec`.
+    pub locator: String,
+    /// How findings name it: the key (`asyncapi.yaml`) or the field (`spec`).
+    pub label: String,
+    pub content: Content<'o>,
+}
+
+/// The documents `body` (the object as JSON) carries; empty when it carries none.
+pub fn extract<'o>(
+    id: &ObjectId,
+    meta: &ObjectMeta,
+    body: &'o Value,
+    config: &ExtractConfig,
+) -> Vec<Carried<'o>> {
+    if id.is_config_map() {
+        return config_map(meta, body, config);
+    }
+    if id.is_asyncapi_resource() {
+        return vec![structured_field(body, "/spec").unwrap_or_else(|| {
+            unreadable("/spec", "the AsyncAPI resource has no spec".to_owned())
+        })];
+    }
+    config
+        .kinds
+        .iter()
+        .filter(|k| k.group == id.group && k.kind == id.kind)
+        .filter_map(|k| structured_field(body, &k.field))
+        .collect()
+}
+
+fn config_map<'o>(meta: &ObjectMeta, body: &'o Value, config: &ExtractConfig) -> Vec<Carried<'o>> {
+    let labelled = meta
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(DOCUMENT_LABEL));
+    if !labelled && !config.inspect_all_config_maps {
+        return Vec::new();
+    }
+    let listed: Option<BTreeSet<&str>> = labelled
+        .then(|| meta.annotations.as_ref()?.get(KEYS_ANNOTATION))
+        .flatten()
+        .map(|keys| {
+            keys.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .collect()
+        });
+    let wanted = |key: &str| match &listed {
+        Some(listed) => listed.contains(key),
+        None => !labelled || DOCUMENT_SUFFIXES.iter().any(|s| key.ends_with(s)),
+    };
+    let mut out = Vec::new();
+    let mut found = BTreeSet::new();
+    for (field, binary) in [("data", false), ("binaryData", true)] {
+        let Some(entries) = body.get(field).and_then(Value::as_object) else {
+            continue;
+        };
+        for (key, value) in entries {
+            if !wanted(key) {
+                continue;
+            }
+            found.insert(key.as_str());
+            let locator = format!("{field}/{key}");
+            let bytes: Result<Cow<'o, [u8]>, String> = match (value.as_str(), binary) {
+                (Some(text), false) => Ok(Cow::Borrowed(text.as_bytes())),
+                (Some(text), true) => base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map(Cow::Owned)
+                    .map_err(|e| format!("binaryData key \"{key}\" is not valid base64: {e}")),
+                (None, _) => Err(format!("{field} key \"{key}\" is not a string")),
+            };
+            let content = match bytes {
+                Ok(bytes) if labelled => Content::Text(bytes),
+                Ok(bytes) => Content::Candidate(bytes),
+                // Only a labelled ConfigMap promises a document; others are left alone.
+                Err(_) if !labelled => continue,
+                Err(why) => Content::Unreadable(why),
+            };
+            out.push(Carried {
+                locator,
+                label: key.clone(),
+                content,
+            });
+        }
+    }
+    if let Some(listed) = listed {
+        for key in listed.difference(&found) {
+            out.push(Carried {
+                locator: format!("data/{key}"),
+                label: (*key).to_owned(),
+                content: Content::Unreadable(format!(
+                    "key \"{key}\" is listed in the {KEYS_ANNOTATION} annotation but the ConfigMap has no such key"
+                )),
+            });
+        }
+    }
+    out
+}
+
+/// The field at `pointer`: text, a structured document, or nothing if absent.
+fn structured_field<'o>(body: &'o Value, pointer: &str) -> Option<Carried<'o>> {
+    let value = body.pointer(pointer)?;
+    Some(match value {
+        Value::String(text) => Carried {
+            locator: pointer.trim_start_matches('/').to_owned(),
+            label: pointer.trim_start_matches('/').to_owned(),
+            content: Content::Text(Cow::Borrowed(text.as_bytes())),
+        },
+        Value::Object(_) => Carried {
+            locator: pointer.trim_start_matches('/').to_owned(),
+            label: pointer.trim_start_matches('/').to_owned(),
+            content: Content::Field(pointer.to_owned()),
+        },
+        Value::Null => return None,
+        other => unreadable(
+            pointer,
+            format!(
+                "{pointer} is a {}, not an AsyncAPI document",
+                json_type(other)
+            ),
+        ),
+    })
+}
+
+fn unreadable<'o>(pointer: &str, why: String) -> Carried<'o> {
+    Carried {
+        locator: pointer.trim_start_matches('/').to_owned(),
+        label: pointer.trim_start_matches('/').to_owned(),
+        content: Content::Unreadable(why),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "mapping",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn meta(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> ObjectMeta {
+        ObjectMeta {
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+            ),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn cm() -> ObjectId {
+        ObjectId {
+            group: String::new(),
+            kind: "ConfigMap".into(),
+            namespace: Some("payments".into()),
+            name: "orders-api".into(),
+        }
+    }
+
+    fn labels_of(carried: &[Carried<'_>]) -> Vec<String> {
+        carried.iter().map(|c| c.locator.clone()).collect()
+    }
+
+    #[test]
+    fn labelled_config_map_documents_by_suffix() {
+        let body = json!({"data": {"asyncapi.yaml": "a", "b.json": "b", "c.yml": "c", "readme.txt": "d"},
+                          "binaryData": {"bin.yaml": "YXN5bmNhcGk6IDMuMC4w"}});
+        let found = extract(
+            &cm(),
+            &meta(&[(DOCUMENT_LABEL, "")], &[]),
+            &body,
+            &ExtractConfig::default(),
+        );
+        assert_eq!(
+            labels_of(&found),
+            [
+                "data/asyncapi.yaml",
+                "data/b.json",
+                "data/c.yml",
+                "binaryData/bin.yaml"
+            ]
+        );
+        assert_eq!(
+            found[3].content,
+            Content::Text(Cow::Owned(b"asyncapi: 3.0.0".to_vec()))
+        );
+    }
+
+    #[test]
+    fn keys_annotation_lists_exactly_and_reports_missing_keys() {
+        let body = json!({"data": {"spec": "a", "asyncapi.yaml": "b"}});
+        let m = meta(
+            &[(DOCUMENT_LABEL, "true")],
+            &[(KEYS_ANNOTATION, " spec , gone.yaml,")],
+        );
+        let found = extract(&cm(), &m, &body, &ExtractConfig::default());
+        assert_eq!(labels_of(&found), ["data/spec", "data/gone.yaml"]);
+        assert!(matches!(found[1].content, Content::Unreadable(_)));
+    }
+
+    #[test]
+    fn unlabelled_config_maps_only_when_inspecting_all() {
+        let body = json!({"data": {"leader": "x", "a.yaml": "y"}});
+        let m = meta(&[], &[]);
+        assert!(extract(&cm(), &m, &body, &ExtractConfig::default()).is_empty());
+        let all = ExtractConfig {
+            inspect_all_config_maps: true,
+            ..ExtractConfig::default()
+        };
+        let found = extract(&cm(), &m, &body, &all);
+        assert_eq!(found.len(), 2);
+        assert!(
+            found
+                .iter()
+                .all(|c| matches!(c.content, Content::Candidate(_)))
+        );
+    }
+
+    #[test]
+    fn bad_binary_data_in_a_labelled_config_map_is_unreadable() {
+        let body = json!({"binaryData": {"x.yaml": "%%%"}});
+        let found = extract(
+            &cm(),
+            &meta(&[(DOCUMENT_LABEL, "")], &[]),
+            &body,
+            &ExtractConfig::default(),
+        );
+        assert!(matches!(&found[0].content, Content::Unreadable(why) if why.contains("base64")));
+    }
+
+    #[test]
+    fn asyncapi_resource_spec_is_a_field() {
+        let id = ObjectId {
+            group: CR_GROUP.into(),
+            kind: CR_KIND.into(),
+            namespace: Some("p".into()),
+            name: "h".into(),
+        };
+        let body = json!({"spec": {"asyncapi": "3.0.0"}});
+        let found = extract(
+            &id,
+            &ObjectMeta::default(),
+            &body,
+            &ExtractConfig::default(),
+        );
+        assert_eq!(found[0].content, Content::Field("/spec".into()));
+        assert_eq!(found[0].label, "spec");
+        let empty = json!({});
+        let none = extract(
+            &id,
+            &ObjectMeta::default(),
+            &empty,
+            &ExtractConfig::default(),
+        );
+        assert!(matches!(none[0].content, Content::Unreadable(_)));
+    }
+
+    #[test]
+    fn configured_kinds_as_text_or_object() {
+        let config = ExtractConfig {
+            inspect_all_config_maps: false,
+            kinds: vec![CarrierKind {
+                group: "events.example.com".into(),
+                kind: "Contract".into(),
+                field: "/spec/asyncapi".into(),
+            }],
+        };
+        let id = ObjectId {
+            group: "events.example.com".into(),
+            kind: "Contract".into(),
+            namespace: None,
+            name: "c".into(),
+        };
+        let text_body = json!({"spec": {"asyncapi": "asyncapi: 3.0.0"}});
+        let text = extract(&id, &ObjectMeta::default(), &text_body, &config);
+        assert!(matches!(text[0].content, Content::Text(_)));
+        assert_eq!(text[0].label, "spec/asyncapi");
+        let obj_body = json!({"spec": {"asyncapi": {"asyncapi": "3.0.0"}}});
+        let obj = extract(&id, &ObjectMeta::default(), &obj_body, &config);
+        assert_eq!(obj[0].content, Content::Field("/spec/asyncapi".into()));
+        let other = ObjectId {
+            kind: "Other".into(),
+            ..id
+        };
+        assert!(
+            extract(
+                &other,
+                &ObjectMeta::default(),
+                &json!({"spec": {"asyncapi": "x"}}),
+                &config
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn object_ids_print_as_messages_want() {
+        assert_eq!(cm().to_string(), "ConfigMap payments/orders-api");
+        assert_eq!(cm().path(), "ConfigMap/payments/orders-api");
+    }
+}

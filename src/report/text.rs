@@ -1,0 +1,96 @@
+//! The text form of findings, shared by `check --format text` and the admission denial.
+
+use std::fmt::Write as _;
+
+use super::DocumentReport;
+use crate::engine::finding::{Finding, Mode};
+
+/// Where a finding is: `label:line:column`, or, for a document without source text (a
+/// custom resource), its path under the object: `spec/servers/production`.
+pub fn location(label: &str, finding: &Finding) -> String {
+    if finding.pos.is_known() {
+        format!("{label}:{}:{}", finding.pos.line, finding.pos.column)
+    } else {
+        format!("{label}{}", finding.path)
+    }
+}
+
+/// `- asyncapi.yaml:6:3 /servers/production [server-security-missing] message; hint`
+pub fn finding_line(label: &str, finding: &Finding) -> String {
+    let mut line = format!("- {}", location(label, finding));
+    if finding.pos.is_known() && !finding.path.is_empty() {
+        line.push(' ');
+        line.push_str(&finding.path);
+    }
+    let _ = write!(line, " [{}] {}", finding.rule, finding.message);
+    if let Some(hint) = &finding.hint {
+        let _ = write!(line, "; {hint}");
+    }
+    line
+}
+
+/// What `check --format text` prints: every finding line, then a summary.
+pub fn render(reports: &[DocumentReport]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        for finding in &report.evaluation.findings {
+            out.push_str(&finding_line(&report.label, finding));
+            if finding.mode != Mode::Enforce {
+                let _ = write!(out, " ({})", finding.mode);
+            }
+            out.push('\n');
+        }
+    }
+    let denied = reports.iter().filter(|r| !r.evaluation.allowed()).count();
+    let _ = writeln!(
+        out,
+        "{} document{} checked: {} allowed, {denied} denied",
+        reports.len(),
+        if reports.len() == 1 { "" } else { "s" },
+        reports.len() - denied,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::document::Pos;
+    use crate::engine::finding::RuleId;
+
+    fn finding(pos: Pos) -> Finding {
+        Finding {
+            rule: RuleId::ServerSecurityMissing,
+            path: "/servers/production".into(),
+            pos,
+            message: "production server \"production\" declares no security".into(),
+            hint: Some("reference a scheme from components.securitySchemes".into()),
+            mode: Mode::Enforce,
+        }
+    }
+
+    #[test]
+    fn lines_with_and_without_positions() {
+        assert_eq!(
+            finding_line("asyncapi.yaml", &finding(Pos { line: 6, column: 3 })),
+            "- asyncapi.yaml:6:3 /servers/production [server-security-missing] production server \"production\" declares no security; reference a scheme from components.securitySchemes"
+        );
+        assert_eq!(
+            finding_line("spec", &finding(Pos::UNKNOWN)),
+            "- spec/servers/production [server-security-missing] production server \"production\" declares no security; reference a scheme from components.securitySchemes"
+        );
+    }
+
+    #[test]
+    fn whole_document_findings_have_no_path() {
+        let mut f = finding(Pos { line: 3, column: 1 });
+        f.path.clear();
+        f.rule = RuleId::DocumentInvalid;
+        f.hint = None;
+        f.message = "YAML syntax error: x".into();
+        assert_eq!(
+            finding_line("a.yaml", &f),
+            "- a.yaml:3:1 [document-invalid] YAML syntax error: x"
+        );
+    }
+}
