@@ -1,0 +1,84 @@
+//! The verdicts of POLICY.md, file by file: every `allowed` and every set of (rule, path)
+//! pairs of a corpus's `expected.json` must come out exactly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use asyncapi_guard::engine::{Engine, Overrides};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Expected {
+    file: String,
+    allowed: bool,
+    violations: Vec<Violation>,
+}
+
+#[derive(Deserialize)]
+struct Violation {
+    rule: String,
+    path: String,
+}
+
+/// Every mismatch, one readable line per file.
+fn mismatches(corpus: &Path) -> (usize, Vec<String>) {
+    let expected: Vec<Expected> =
+        serde_json::from_slice(&std::fs::read(corpus.join("expected.json")).unwrap()).unwrap();
+    let engine = Engine::default();
+    let mut bad = Vec::new();
+    for entry in &expected {
+        let bytes = std::fs::read(corpus.join(&entry.file)).unwrap();
+        let evaluation = engine.evaluate_bytes(&bytes, &Overrides::default());
+        let want: BTreeSet<(String, String)> = entry
+            .violations
+            .iter()
+            .map(|v| (v.rule.clone(), v.path.clone()))
+            .collect();
+        let have: BTreeSet<(String, String)> = evaluation
+            .findings
+            .iter()
+            .map(|f| (f.rule.to_string(), f.path.clone()))
+            .collect();
+        if evaluation.allowed() != entry.allowed || want != have {
+            bad.push(format!(
+                "{}: allowed {} (want {}); missing {:?}; extra {:?}",
+                entry.file,
+                evaluation.allowed(),
+                entry.allowed,
+                want.difference(&have).collect::<Vec<_>>(),
+                have.difference(&want).collect::<Vec<_>>(),
+            ));
+        }
+    }
+    (expected.len(), bad)
+}
+
+fn assert_corpus(corpus: &Path) {
+    let (total, bad) = mismatches(corpus);
+    assert!(
+        bad.is_empty(),
+        "{} of {total} files of {} differ from expected.json:\n{}",
+        bad.len(),
+        corpus.display(),
+        bad.join("\n")
+    );
+    println!("{}: {total}/{total} files match", corpus.display());
+}
+
+#[test]
+fn project_corpus_conformance() {
+    assert_corpus(&common::fixtures().join("corpus"));
+}
+
+#[test]
+fn shared_corpus_conformance() {
+    match common::shared_dir() {
+        Some(shared) => assert_corpus(&shared.join("corpus")),
+        None => println!(
+            "SKIPPED: ../shared/corpus is not beside this checkout; only the project's own corpus (tests/fixtures/corpus) was checked"
+        ),
+    }
+}

@@ -1,0 +1,245 @@
+//! Random mutations of corpus documents never panic, give the same findings twice, and a
+//! document judged as JSON text (a file) gets the same findings as the same document judged
+//! as a JSON value (a custom resource), positions aside.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::OnceLock;
+
+use asyncapi_guard::engine::finding::Finding;
+use asyncapi_guard::engine::{Engine, Overrides};
+use proptest::prelude::*;
+use serde_json::Value;
+
+fn corpus() -> &'static Vec<Vec<u8>> {
+    static CORPUS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    CORPUS.get_or_init(|| {
+        let dir = common::fixtures().join("corpus");
+        let expected: Vec<Value> =
+            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        expected
+            .iter()
+            .map(|e| std::fs::read(dir.join(e["file"].as_str().unwrap())).unwrap())
+            .collect()
+    })
+}
+
+/// Text fragments that stress YAML and the rules.
+const FRAGMENTS: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    "- ",
+    "\t",
+    "'",
+    "\"",
+    "&a ",
+    "*a",
+    "<<: *a\n",
+    "~",
+    "null",
+    "{}",
+    "[]",
+    "\n---\n",
+    "$ref: '#/components/securitySchemes/x'",
+    "$ref: 'http://x'",
+    "security: []\n",
+    "- {}\n",
+    "production",
+    "type: oauth2\n",
+    "\u{feff}",
+    "\u{0}",
+    "#",
+    "!!str ",
+    "? ",
+];
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Delete { at: usize, len: usize },
+    Insert { at: usize, fragment: usize },
+    DuplicateLine { line: usize },
+    SwapLines { a: usize, b: usize },
+    Truncate { at: usize },
+    FlipByte { at: usize, bit: u8 },
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    prop_oneof![
+        (any::<usize>(), 1usize..40).prop_map(|(at, len)| Edit::Delete { at, len }),
+        (any::<usize>(), 0..FRAGMENTS.len())
+            .prop_map(|(at, fragment)| Edit::Insert { at, fragment }),
+        any::<usize>().prop_map(|line| Edit::DuplicateLine { line }),
+        (any::<usize>(), any::<usize>()).prop_map(|(a, b)| Edit::SwapLines { a, b }),
+        any::<usize>().prop_map(|at| Edit::Truncate { at }),
+        (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Edit::FlipByte { at, bit }),
+    ]
+}
+
+fn apply(mut bytes: Vec<u8>, edits: &[Edit]) -> Vec<u8> {
+    for e in edits {
+        let n = bytes.len().max(1);
+        match *e {
+            Edit::Delete { at, len } => {
+                let at = at % n;
+                let end = (at + len).min(bytes.len());
+                if at < end {
+                    bytes.drain(at..end);
+                }
+            }
+            Edit::Insert { at, fragment } => {
+                let at = at % (bytes.len() + 1);
+                bytes.splice(at..at, FRAGMENTS[fragment].bytes());
+            }
+            Edit::DuplicateLine { line } | Edit::SwapLines { a: line, .. } if bytes.is_empty() => {
+                let _ = line;
+            }
+            Edit::DuplicateLine { line } => {
+                let mut lines: Vec<Vec<u8>> =
+                    bytes.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+                let i = line % lines.len();
+                lines.insert(i, lines[i].clone());
+                bytes = lines.join(&b'\n');
+            }
+            Edit::SwapLines { a, b } => {
+                let mut lines: Vec<Vec<u8>> =
+                    bytes.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+                let len = lines.len();
+                lines.swap(a % len, b % len);
+                bytes = lines.join(&b'\n');
+            }
+            Edit::Truncate { at } => bytes.truncate(at % n),
+            Edit::FlipByte { at, bit } => {
+                if !bytes.is_empty() {
+                    let at = at % bytes.len();
+                    bytes[at] ^= 1 << bit;
+                }
+            }
+        }
+    }
+    bytes
+}
+
+#[derive(Debug, Clone)]
+enum Change {
+    Remove,
+    Replace(Value),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        Just(Change::Remove),
+        Just(Change::Replace(Value::Null)),
+        Just(Change::Replace(serde_json::json!({}))),
+        Just(Change::Replace(serde_json::json!([]))),
+        Just(Change::Replace(serde_json::json!([{}]))),
+        Just(Change::Replace(serde_json::json!("production"))),
+        Just(Change::Replace(serde_json::json!(2.6))),
+        Just(Change::Replace(
+            serde_json::json!({"$ref": "#/components/securitySchemes/nope"})
+        )),
+        Just(Change::Replace(serde_json::json!({"$ref": "#/servers"}))),
+        Just(Change::Replace(
+            serde_json::json!({"type": "oauth2", "flows": {}})
+        )),
+    ]
+}
+
+/// Applies `change` at the `pick`-th node (pre-order) of `value`.
+fn mutate(value: &mut Value, pick: usize, change: &Change) {
+    fn walk(value: &mut Value, counter: &mut usize, pick: usize, change: &Change) -> bool {
+        let children: Vec<String> = match value {
+            Value::Object(map) => map.keys().cloned().collect(),
+            Value::Array(items) => (0..items.len()).map(|i| i.to_string()).collect(),
+            _ => return false,
+        };
+        for key in children {
+            *counter += 1;
+            if *counter == pick {
+                match (value, change) {
+                    (Value::Object(map), Change::Remove) => {
+                        map.remove(&key);
+                    }
+                    (Value::Array(items), Change::Remove) => {
+                        items.remove(key.parse::<usize>().unwrap());
+                    }
+                    (Value::Object(map), Change::Replace(new)) => {
+                        map.insert(key, new.clone());
+                    }
+                    (Value::Array(items), Change::Replace(new)) => {
+                        items[key.parse::<usize>().unwrap()] = new.clone();
+                    }
+                    _ => {}
+                }
+                return true;
+            }
+            let child = match value {
+                Value::Object(map) => map.get_mut(&key),
+                Value::Array(items) => items.get_mut(key.parse::<usize>().unwrap()),
+                _ => None,
+            };
+            if child.is_some_and(|child| walk(child, counter, pick, change)) {
+                return true;
+            }
+        }
+        false
+    }
+    let mut counter = 0;
+    walk(value, &mut counter, pick, change);
+}
+
+fn without_positions(findings: &[Finding]) -> Vec<(String, String, String)> {
+    let mut out: Vec<_> = findings
+        .iter()
+        .map(|f| (f.rule.to_string(), f.path.clone(), f.message.clone()))
+        .collect();
+    out.sort();
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn text_mutations_never_panic_and_are_deterministic(
+        file in any::<prop::sample::Index>(),
+        edits in prop::collection::vec(edit(), 1..6),
+    ) {
+        let source = &corpus()[file.index(corpus().len())];
+        let mutated = apply(source.clone(), &edits);
+        let engine = Engine::default();
+        let first = engine.evaluate_bytes(&mutated, &Overrides::default());
+        let second = engine.evaluate_bytes(&mutated, &Overrides::default());
+        prop_assert_eq!(&first, &second);
+        for finding in &first.findings {
+            prop_assert!(!finding.message.is_empty());
+            prop_assert!(finding.path.is_empty() || finding.path.starts_with('/'));
+        }
+    }
+
+    #[test]
+    fn structural_mutations_agree_between_text_and_value(
+        file in any::<prop::sample::Index>(),
+        changes in prop::collection::vec((1usize..400, change()), 1..4),
+    ) {
+        let source = &corpus()[file.index(corpus().len())];
+        let engine = Engine::default();
+        let Ok(text) = std::str::from_utf8(source) else { return Ok(()) };
+        let Ok(stream) = engine.load(text) else { return Ok(()) };
+        let [(root, _)] = stream.documents.as_slice() else { return Ok(()) };
+        let Ok(mut value) = asyncapi_guard::engine::document::json::to_json(stream.tree.node(*root), 100) else { return Ok(()) };
+        for (pick, change) in &changes {
+            mutate(&mut value, *pick, change);
+        }
+        let as_text = serde_json::to_string_pretty(&value).unwrap();
+        let from_text = engine.evaluate_text(&as_text, &Overrides::default());
+        let again = engine.evaluate_text(&as_text, &Overrides::default());
+        prop_assert_eq!(&from_text, &again);
+        let from_value = engine.evaluate_json(&value, &Overrides::default());
+        prop_assert_eq!(without_positions(&from_text.findings), without_positions(&from_value.findings));
+        prop_assert_eq!(from_text.allowed(), from_value.allowed());
+    }
+}
