@@ -5,6 +5,7 @@
 //! - [`kubernetes`]: which documents Kubernetes objects carry, judged with the engine.
 //! - [`report`]: the one rendering of findings (text, JSON, SARIF, admission responses).
 //! - [`config`]: the configuration file.
+//! - [`webhook`]: the admission webhook (`serve`).
 //! - [`cli`]: the thin shells: `check`, `serve`, `audit`.
 
 pub mod cli;
@@ -12,3 +13,4 @@ pub mod config;
 pub mod engine;
 pub mod kubernetes;
 pub mod report;
+pub mod webhook;

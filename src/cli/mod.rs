@@ -1,6 +1,7 @@
 //! The command line: one clap-derived struct, every flag with its environment variable.
 
 pub mod check;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -21,11 +22,14 @@ pub struct Cli {
 pub enum Command {
     /// Judge AsyncAPI documents and Kubernetes manifests (exit 0 allowed, 1 denied, 2 error).
     Check(check::CheckArgs),
+    /// Serve the validating admission webhook (HTTPS), with metrics on a plain-HTTP port.
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Runs a command. Errors are usage or I/O errors (exit code 2), reported by `main`.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Serve(args) => serve::run(*args),
     }
 }

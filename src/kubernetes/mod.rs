@@ -33,6 +33,8 @@ pub struct JudgedDocument {
     pub locator: String,
     /// How findings name it: `asyncapi.yaml`, `spec`.
     pub label: String,
+    /// Size of the document: its text, or its JSON serialisation.
+    pub bytes: usize,
     pub evaluation: Evaluation,
 }
 
@@ -52,13 +54,36 @@ pub fn judge_object(
                 body.pointer(pointer)
                     .map(|value| engine.evaluate_json(value, overrides))
             })?;
+            let bytes = match &carried.content {
+                Content::Text(bytes) | Content::Candidate(bytes) => bytes.len(),
+                Content::Field(pointer) => body.pointer(pointer).map_or(0, json_size),
+                Content::Unreadable(_) => 0,
+            };
             Some(JudgedDocument {
                 locator: carried.locator.clone(),
                 label: carried.label.clone(),
+                bytes,
                 evaluation,
             })
         })
         .collect()
+}
+
+/// The length of `value` as compact JSON, counted without building the text.
+fn json_size(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 /// The identity and metadata of an object given as JSON (a manifest's document).

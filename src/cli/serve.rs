@@ -1,0 +1,90 @@
+//! `asyncapi-guard serve`: the flags of the webhook.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address of the admission port (HTTPS): /validate, /healthz, /readyz.
+    #[arg(long, env = "ASYNCAPI_GUARD_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Address of the metrics port (plain HTTP): /metrics, /healthz, /readyz.
+    #[arg(
+        long,
+        env = "ASYNCAPI_GUARD_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub metrics_listen: SocketAddr,
+    /// Serving certificate chain (PEM), reloaded when it changes. Without it, a self-signed
+    /// certificate for localhost is made at start.
+    #[arg(long, env = "ASYNCAPI_GUARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of the serving certificate, reloaded when it changes.
+    #[arg(long, env = "ASYNCAPI_GUARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) that must have signed the client certificate of the API server.
+    #[arg(long, env = "ASYNCAPI_GUARD_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+    /// Configuration file (YAML), reloaded when it changes.
+    #[arg(long, env = "ASYNCAPI_GUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Largest request body accepted (an UPDATE carries two objects).
+    #[arg(long, env = "ASYNCAPI_GUARD_MAX_REQUEST_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Longest time to judge a request (never past the API server's own timeout).
+    #[arg(long, env = "ASYNCAPI_GUARD_REQUEST_TIMEOUT", default_value = "9s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// On SIGTERM: how long to keep serving while not ready, before refusing new connections.
+    #[arg(long, env = "ASYNCAPI_GUARD_SHUTDOWN_DELAY", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub shutdown_delay: Duration,
+    /// On SIGTERM: how long requests in flight may take to finish.
+    #[arg(long, env = "ASYNCAPI_GUARD_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// How often the certificate and configuration files are re-read even without a change
+    /// event.
+    #[arg(long, env = "ASYNCAPI_GUARD_RELOAD_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub reload_interval: Duration,
+    /// Where self-signed mode writes its CA certificate and the example review.
+    #[arg(long, env = "ASYNCAPI_GUARD_SELF_SIGNED_DIR")]
+    pub self_signed_dir: Option<PathBuf>,
+    /// Log format: JSON lines (in the cluster) or text.
+    #[arg(long, env = "ASYNCAPI_GUARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        // Large documents are judged on the blocking pool; bound it, and memory with it.
+        .max_blocking_threads(8)
+        .build()?;
+    runtime.block_on(crate::webhook::run(args))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}

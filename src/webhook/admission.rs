@@ -1,0 +1,435 @@
+//! One AdmissionReview in, one out. Pure: no I/O, no clock, so the whole admission
+//! contract is unit-testable; the HTTP handler in `api` only adds transport.
+
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::response::Status;
+use serde_json::Value;
+
+use crate::engine::Overrides;
+use crate::engine::finding::{Mode, RuleId};
+use crate::kubernetes::extract::ObjectId;
+use crate::kubernetes::judge_object;
+use crate::report::admission::{Judged, audit_annotations, denial_message, warnings};
+
+use super::state::ActiveConfig;
+
+/// What the query string of the webhook URL asks: the chart registers the same server once
+/// per mode, chosen by namespace labels (`/validate?mode=warn&production=all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequestOptions {
+    pub overrides: Overrides,
+}
+
+impl RequestOptions {
+    /// Parses `mode=enforce|warn|audit|off` and `production=all`; other parameters (the API
+    /// server's `timeout`) are not ours.
+    pub fn from_query(query: Option<&str>) -> Result<Self, String> {
+        let mut overrides = Overrides::default();
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "mode" => {
+                    overrides.mode = value
+                        .parse::<Mode>()
+                        .map_err(|e| format!("webhook URL: {e}"))?
+                }
+                "production" if value == "all" => overrides.all_servers_production = true,
+                "production" => {
+                    return Err(format!(
+                        "webhook URL: production={value} (the only value is \"all\")"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(RequestOptions { overrides })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    Denied,
+    /// The request could not be read.
+    Invalid,
+    /// The request could not be judged (deadline, internal error): refused, since what
+    /// cannot be judged cannot be verified.
+    Failed,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Denied => "denied",
+            Verdict::Invalid => "invalid",
+            Verdict::Failed => "failed",
+        }
+    }
+}
+
+/// What happened, for the log line and the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub uid: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub operation: String,
+    pub dry_run: bool,
+    pub verdict: Verdict,
+    pub findings: Vec<(RuleId, Mode)>,
+    pub document_bytes: Vec<usize>,
+    /// Why a request was invalid.
+    pub reason: Option<String>,
+}
+
+impl Outcome {
+    fn new(uid: &str) -> Self {
+        Outcome {
+            uid: uid.to_owned(),
+            kind: String::new(),
+            namespace: String::new(),
+            name: String::new(),
+            operation: String::new(),
+            dry_run: false,
+            verdict: Verdict::Allowed,
+            findings: Vec::new(),
+            document_bytes: Vec::new(),
+            reason: None,
+        }
+    }
+}
+
+/// The answer to a request that cannot be read: allowed is false, and the uid is echoed
+/// whenever it could be found.
+pub fn invalid(uid: &str, reason: &str) -> (AdmissionReview<DynamicObject>, Outcome) {
+    let mut response = AdmissionResponse::invalid(reason);
+    response.uid = uid.to_owned();
+    response.result = Status::failure(reason, "BadRequest").with_code(400);
+    let mut outcome = Outcome::new(uid);
+    outcome.verdict = Verdict::Invalid;
+    outcome.reason = Some(reason.to_owned());
+    (response.into_review(), outcome)
+}
+
+/// A request that was read but could not be judged.
+pub fn failed(uid: &str, reason: &str) -> (AdmissionReview<DynamicObject>, Outcome) {
+    let message = format!("asyncapi-guard: {reason}");
+    let mut response = AdmissionResponse::invalid(&message);
+    response.uid = uid.to_owned();
+    response.result = Status::failure(&message, "InternalError").with_code(500);
+    let mut outcome = Outcome::new(uid);
+    outcome.verdict = Verdict::Failed;
+    outcome.reason = Some(reason.to_owned());
+    (response.into_review(), outcome)
+}
+
+/// The request's uid, read without reading the rest, for answers about requests that
+/// could not be judged.
+pub fn uid_of(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: Option<Request>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Request {
+        uid: Option<String>,
+    }
+    serde_json::from_slice::<Review>(body)
+        .ok()
+        .and_then(|r| r.request?.uid)
+        .unwrap_or_default()
+}
+
+/// Judges the object of an AdmissionReview request body.
+pub fn review(
+    active: &ActiveConfig,
+    body: &[u8],
+    options: &RequestOptions,
+) -> (AdmissionReview<DynamicObject>, Outcome) {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(e) => return invalid("", &format!("the request body is not JSON: {e}")),
+    };
+    let uid = value
+        .pointer("/request/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let (api_version, kind) = (
+        value.get("apiVersion").and_then(Value::as_str),
+        value.get("kind").and_then(Value::as_str),
+    );
+    if api_version != Some("admission.k8s.io/v1") || kind != Some("AdmissionReview") {
+        return invalid(
+            &uid,
+            &format!(
+                "expected an AdmissionReview of admission.k8s.io/v1, got kind {kind:?} of apiVersion {api_version:?}"
+            ),
+        );
+    }
+    if value.get("request").is_none_or(Value::is_null) {
+        return invalid(&uid, "the AdmissionReview has no request");
+    }
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_value(value) {
+        Ok(review) => review,
+        Err(e) => return invalid(&uid, &format!("the AdmissionReview cannot be read: {e}")),
+    };
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(request) => request,
+        Err(_) => return invalid(&uid, "the AdmissionReview has no request"),
+    };
+    judge_request(active, &request, options)
+}
+
+fn judge_request(
+    active: &ActiveConfig,
+    request: &AdmissionRequest<DynamicObject>,
+    options: &RequestOptions,
+) -> (AdmissionReview<DynamicObject>, Outcome) {
+    let mut outcome = Outcome::new(&request.uid);
+    outcome.kind = request.kind.kind.clone();
+    outcome.namespace = request.namespace.clone().unwrap_or_default();
+    outcome.name = request.name.clone();
+    outcome.dry_run = request.dry_run;
+    outcome.operation = match request.operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+    .to_owned();
+    let mut response = AdmissionResponse::from(request);
+
+    // DELETE is never refused, CONNECT carries no document, and subresources (such as the
+    // status the audit writes) are not the document.
+    let judged = matches!(request.operation, Operation::Create | Operation::Update)
+        && request.sub_resource.as_deref().is_none_or(str::is_empty);
+    if !judged {
+        return (response.into_review(), outcome);
+    }
+    let Some(object) = &request.object else {
+        return invalid(
+            &request.uid,
+            &format!("{} request without an object", outcome.operation),
+        );
+    };
+    let name = match (request.name.as_str(), &object.metadata.generate_name) {
+        ("", Some(prefix)) => format!("{prefix}<generated>"),
+        ("", None) => object.metadata.name.clone().unwrap_or_default(),
+        (name, _) => name.to_owned(),
+    };
+    outcome.name.clone_from(&name);
+    let id = ObjectId {
+        group: request.kind.group.clone(),
+        kind: request.kind.kind.clone(),
+        namespace: request.namespace.clone().filter(|ns| !ns.is_empty()),
+        name,
+    };
+    let documents = judge_object(
+        &active.engine,
+        &id,
+        &object.metadata,
+        &object.data,
+        &active.kubernetes,
+        &options.overrides,
+    );
+    let judged: Vec<Judged<'_>> = documents
+        .iter()
+        .map(|d| Judged {
+            label: &d.label,
+            evaluation: &d.evaluation,
+        })
+        .collect();
+    outcome.document_bytes = documents.iter().map(|d| d.bytes).collect();
+    outcome.findings = documents
+        .iter()
+        .flat_map(|d| d.evaluation.findings.iter().map(|f| (f.rule, f.mode)))
+        .collect();
+
+    if let Some(message) = denial_message(&id, &judged) {
+        response.allowed = false;
+        response.result = Status::failure(&message, "Forbidden").with_code(403);
+        outcome.verdict = Verdict::Denied;
+    }
+    let warnings = warnings(&judged);
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    response.audit_annotations = audit_annotations(&judged).into_iter().collect();
+    (response.into_review(), outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn active() -> ActiveConfig {
+        ActiveConfig::default()
+    }
+
+    fn config_map_review(operation: &str, document: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1",
+                "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+                "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+                "name": "orders-api",
+                "namespace": "payments",
+                "operation": operation,
+                "userInfo": {"username": "someone"},
+                "object": {
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "orders-api", "namespace": "payments", "labels": {"asyncapi-guard.io/document": "true"}},
+                    "data": {"asyncapi.yaml": document}
+                },
+                "oldObject": null,
+                "dryRun": false
+            }
+        }))
+        .unwrap()
+    }
+
+    const INSECURE: &str =
+        "asyncapi: 2.6.0\nservers:\n  production:\n    url: x\n    protocol: amqp\n";
+    const SECURE: &str = "asyncapi: 2.6.0\nservers:\n  production:\n    url: x\n    protocol: amqp\n    security:\n      - up: []\ncomponents:\n  securitySchemes:\n    up: {type: userPassword}\n";
+
+    fn response(review: &AdmissionReview<DynamicObject>) -> &AdmissionResponse {
+        review.response.as_ref().unwrap()
+    }
+
+    #[test]
+    fn denies_with_403_and_the_policy_message() {
+        let (answer, outcome) = review(
+            &active(),
+            &config_map_review("CREATE", INSECURE),
+            &RequestOptions::default(),
+        );
+        let response = response(&answer);
+        assert_eq!(response.uid, "u-1");
+        assert!(!response.allowed);
+        assert_eq!(response.result.code, 403);
+        assert!(response.result.message.starts_with(
+            "ConfigMap payments/orders-api: asyncapi.yaml:3:3 production server \"production\" declares no security [server-security-missing]"
+        ), "{}", response.result.message);
+        assert_eq!(outcome.verdict, Verdict::Denied);
+        assert_eq!(
+            outcome.findings,
+            [(RuleId::ServerSecurityMissing, Mode::Enforce)]
+        );
+    }
+
+    #[test]
+    fn allows_secure_documents_and_deletes() {
+        let (answer, outcome) = review(
+            &active(),
+            &config_map_review("CREATE", SECURE),
+            &RequestOptions::default(),
+        );
+        assert!(response(&answer).allowed);
+        assert_eq!(outcome.verdict, Verdict::Allowed);
+        let (answer, _) = review_delete();
+        assert!(response(&answer).allowed);
+    }
+
+    fn review_delete() -> (AdmissionReview<DynamicObject>, Outcome) {
+        let mut body: Value =
+            serde_json::from_slice(&config_map_review("DELETE", INSECURE)).unwrap();
+        body["request"]["oldObject"] = body["request"]["object"].take();
+        review(
+            &active(),
+            &serde_json::to_vec(&body).unwrap(),
+            &RequestOptions::default(),
+        )
+    }
+
+    #[test]
+    fn warn_mode_allows_with_warnings_and_audit_mode_with_annotations() {
+        let warn = RequestOptions::from_query(Some("timeout=10s&mode=warn")).unwrap();
+        let (answer, _) = review(&active(), &config_map_review("UPDATE", INSECURE), &warn);
+        let r = response(&answer);
+        assert!(r.allowed);
+        let warnings = r.warnings.as_ref().unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("[server-security-missing]"));
+        assert!(warnings[0].chars().count() <= 120);
+
+        let audit = RequestOptions::from_query(Some("mode=audit")).unwrap();
+        let (answer, outcome) = review(&active(), &config_map_review("CREATE", INSECURE), &audit);
+        let r = response(&answer);
+        assert!(r.allowed && r.warnings.is_none());
+        assert_eq!(r.audit_annotations["violations"], "1");
+        assert_eq!(
+            outcome.findings,
+            [(RuleId::ServerSecurityMissing, Mode::Audit)]
+        );
+    }
+
+    #[test]
+    fn production_all_makes_every_server_production() {
+        let staging = INSECURE.replace("production:", "staging:");
+        let (answer, _) = review(
+            &active(),
+            &config_map_review("CREATE", &staging),
+            &RequestOptions::default(),
+        );
+        assert!(response(&answer).allowed);
+        let all = RequestOptions::from_query(Some("production=all")).unwrap();
+        let (answer, _) = review(&active(), &config_map_review("CREATE", &staging), &all);
+        assert!(!response(&answer).allowed);
+    }
+
+    #[test]
+    fn unreadable_requests_are_invalid_with_the_uid_when_known() {
+        let (answer, outcome) = review(&active(), b"not json", &RequestOptions::default());
+        assert_eq!(response(&answer).result.code, 400);
+        assert_eq!(outcome.verdict, Verdict::Invalid);
+
+        let wrong = json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "u-9"}});
+        let (answer, _) = review(
+            &active(),
+            &serde_json::to_vec(&wrong).unwrap(),
+            &RequestOptions::default(),
+        );
+        assert_eq!(response(&answer).uid, "u-9");
+        assert!(!response(&answer).allowed);
+
+        let no_request = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"});
+        let (answer, _) = review(
+            &active(),
+            &serde_json::to_vec(&no_request).unwrap(),
+            &RequestOptions::default(),
+        );
+        assert!(response(&answer).result.message.contains("no request"));
+
+        let mut no_object: Value =
+            serde_json::from_slice(&config_map_review("CREATE", SECURE)).unwrap();
+        no_object["request"]["object"] = Value::Null;
+        let (answer, _) = review(
+            &active(),
+            &serde_json::to_vec(&no_object).unwrap(),
+            &RequestOptions::default(),
+        );
+        assert_eq!(response(&answer).uid, "u-1");
+        assert!(!response(&answer).allowed);
+    }
+
+    #[test]
+    fn query_errors_are_reported() {
+        assert!(RequestOptions::from_query(Some("mode=strict")).is_err());
+        assert!(RequestOptions::from_query(Some("production=some")).is_err());
+        assert_eq!(
+            RequestOptions::from_query(None).unwrap(),
+            RequestOptions::default()
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! The HTTP endpoints: `POST /validate` and the health checks on the TLS port; `/metrics`
+//! and the health checks on the plain-HTTP metrics port.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use tower_http::timeout::TimeoutLayer;
+use tracing::info;
+
+use super::admission::{self, Outcome, RequestOptions, Verdict};
+use super::metrics::Metrics;
+use super::state::{ActiveConfig, Health};
+
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<ArcSwap<ActiveConfig>>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// The longest a request may take to judge.
+    pub request_timeout: Duration,
+}
+
+/// Bodies up to this size are judged on the async executor; larger ones on the blocking
+/// pool, so that a big document never stalls the requests behind it.
+const INLINE_BYTES: usize = 64 * 1024;
+/// Answer this much before the API server's own timeout, so our answer is the one it gets.
+const TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
+
+pub fn admission_router(state: AppState, max_request_bytes: usize) -> Router {
+    // A client that trickles its request is cut off with 408 (the TLS handshake and the
+    // headers have their own timeouts in `server`).
+    let slow_client = TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        state.request_timeout + Duration::from_secs(1),
+    );
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(slow_client)
+        .with_state(state)
+}
+
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.health.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// How long this request may take: ours, but never past the API server's `?timeout=`.
+fn deadline(query: Option<&str>, ours: Duration) -> Duration {
+    let theirs = query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("timeout="))
+        .and_then(|t| humantime::parse_duration(t).ok());
+    match theirs {
+        Some(theirs) => ours
+            .min(theirs.saturating_sub(TIMEOUT_MARGIN))
+            .max(Duration::from_millis(100)),
+        None => ours,
+    }
+}
+
+async fn validate(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !is_json(&headers) {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json\n",
+        )
+            .into_response();
+    }
+    let started = Instant::now();
+    let (review, outcome) = match RequestOptions::from_query(query.as_deref()) {
+        Err(why) => admission::invalid(&admission::uid_of(&body), &why),
+        Ok(options) => {
+            let active = state.config.load_full();
+            if body.len() <= INLINE_BYTES {
+                admission::review(&active, &body, &options)
+            } else {
+                let deadline = deadline(query.as_deref(), state.request_timeout);
+                let work_body = body.clone();
+                let work = tokio::task::spawn_blocking(move || {
+                    admission::review(&active, &work_body, &options)
+                });
+                match tokio::time::timeout(deadline, work).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(join)) => admission::failed(
+                        &admission::uid_of(&body),
+                        &format!("internal error: {join}"),
+                    ),
+                    Err(_) => admission::failed(
+                        &admission::uid_of(&body),
+                        &format!(
+                            "the object could not be judged within {deadline:?}, so it cannot be verified"
+                        ),
+                    ),
+                }
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    state.metrics.observe(&outcome, elapsed.as_secs_f64());
+    log(&outcome, elapsed);
+    (StatusCode::OK, Json(review)).into_response()
+}
+
+fn log(outcome: &Outcome, elapsed: Duration) {
+    let findings: Vec<String> = outcome
+        .findings
+        .iter()
+        .map(|(rule, mode)| format!("{rule}:{mode}"))
+        .collect();
+    info!(
+        uid = %outcome.uid,
+        kind = %outcome.kind,
+        namespace = %outcome.namespace,
+        name = %outcome.name,
+        operation = %outcome.operation,
+        dry_run = outcome.dry_run,
+        verdict = outcome.verdict.as_str(),
+        findings = %findings.join(","),
+        reason = outcome.reason.as_deref().unwrap_or_default(),
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "admission"
+    );
+    if outcome.verdict == Verdict::Allowed
+        && outcome
+            .findings
+            .iter()
+            .any(|(_, m)| *m == crate::engine::finding::Mode::Audit)
+    {
+        info!(uid = %outcome.uid, kind = %outcome.kind, namespace = %outcome.namespace, name = %outcome.name, findings = %findings.join(","), "audit: allowed with violations");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    fn state() -> AppState {
+        let health = Arc::new(Health::default());
+        health.set_certificate_loaded();
+        health.set_config_loaded();
+        AppState {
+            config: Arc::new(ArcSwap::from_pointee(ActiveConfig::default())),
+            metrics: Arc::new(Metrics::default()),
+            health,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/admission")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    async fn post(
+        router: Router,
+        uri: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, serde_json::Value) {
+        let response = router
+            .oneshot(
+                Request::post(uri)
+                    .header("content-type", content_type)
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn validate_answers_200_with_the_uid() {
+        let router = admission_router(state(), 1024 * 1024);
+        let (status, review) = post(
+            router,
+            "/validate?timeout=10s",
+            "application/json",
+            fixture("configmap-create-insecure.json"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            review["response"]["uid"],
+            "b24f6dc7-c1ca-4b39-afb7-2104cb43ff9a"
+        );
+        assert_eq!(review["response"]["allowed"], false);
+        assert_eq!(review["response"]["status"]["code"], 403);
+        assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(review["kind"], "AdmissionReview");
+    }
+
+    #[tokio::test]
+    async fn wrong_content_type_and_oversized_bodies_are_4xx() {
+        let (status, _) = post(
+            admission_router(state(), 1024 * 1024),
+            "/validate",
+            "text/plain",
+            b"{}".to_vec(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let (status, _) = post(
+            admission_router(state(), 1024),
+            "/validate",
+            "application/json",
+            vec![b' '; 4096],
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn a_bad_query_is_an_invalid_answer_with_the_uid() {
+        let (status, review) = post(
+            admission_router(state(), 1 << 20),
+            "/validate?mode=loud",
+            "application/json",
+            fixture("configmap-create.json"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(review["response"]["allowed"], false);
+        assert!(
+            review["response"]["uid"]
+                .as_str()
+                .is_some_and(|u| !u.is_empty())
+        );
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_draining() {
+        let state = state();
+        let router = metrics_router(state.clone());
+        let ready = router
+            .clone()
+            .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), StatusCode::OK);
+        state.health.start_draining();
+        let draining = router
+            .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(draining.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn deadlines_respect_the_api_server() {
+        assert_eq!(
+            deadline(Some("timeout=10s"), Duration::from_secs(9)),
+            Duration::from_secs(9)
+        );
+        assert_eq!(
+            deadline(Some("timeout=2s"), Duration::from_secs(9)),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            deadline(None, Duration::from_secs(9)),
+            Duration::from_secs(9)
+        );
+    }
+}

@@ -1,0 +1,212 @@
+//! Prometheus metrics, in text format on the plain-HTTP metrics port.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::admission::Outcome;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    kind: String,
+    operation: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FindingLabels {
+    kind: String,
+    rule: String,
+    mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViolationLabels {
+    pub namespace: String,
+    pub rule: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    findings: Family<FindingLabels, Counter>,
+    duration: Histogram,
+    document_bytes: Histogram,
+    certificate_expiry: Gauge,
+    config_reloads: Family<ResultLabels, Counter>,
+    certificate_reloads: Family<ResultLabels, Counter>,
+    /// Current violations found by the in-cluster audit.
+    pub audit_violations: Family<ViolationLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("asyncapi_guard");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission requests, by kind, operation and verdict",
+            requests.clone(),
+        );
+        let findings = Family::<FindingLabels, Counter>::default();
+        registry.register(
+            "admission_findings",
+            "Findings in admission requests, by kind, rule and mode",
+            findings.clone(),
+        );
+        // 50 µs to about 3.3 s.
+        let duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 17));
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission request",
+            duration.clone(),
+        );
+        // 256 B to 8 MiB.
+        let document_bytes = Histogram::new(exponential_buckets(256.0, 2.0, 16));
+        registry.register(
+            "document_bytes",
+            "Size of each AsyncAPI document judged at admission",
+            document_bytes.clone(),
+        );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the serving certificate expires (Unix time)",
+            certificate_expiry.clone(),
+        );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by result (success or failure)",
+            config_reloads.clone(),
+        );
+        let certificate_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "certificate_reloads",
+            "Certificate reloads, by result (success or failure)",
+            certificate_reloads.clone(),
+        );
+        let audit_violations = Family::<ViolationLabels, Gauge>::default();
+        registry.register(
+            "audit_violations",
+            "Current violations in the cluster found by the audit, by namespace and rule",
+            audit_violations.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            findings,
+            duration,
+            document_bytes,
+            certificate_expiry,
+            config_reloads,
+            certificate_reloads,
+            audit_violations,
+        }
+    }
+}
+
+fn result(ok: bool) -> ResultLabels {
+    ResultLabels {
+        result: if ok { "success" } else { "failure" }.to_owned(),
+    }
+}
+
+impl Metrics {
+    pub fn observe(&self, outcome: &Outcome, seconds: f64) {
+        let kind = if outcome.kind.is_empty() {
+            "unknown"
+        } else {
+            &outcome.kind
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                kind: kind.to_owned(),
+                operation: if outcome.operation.is_empty() {
+                    "unknown"
+                } else {
+                    &outcome.operation
+                }
+                .to_owned(),
+                verdict: outcome.verdict.as_str().to_owned(),
+            })
+            .inc();
+        for (rule, mode) in &outcome.findings {
+            self.findings
+                .get_or_create(&FindingLabels {
+                    kind: kind.to_owned(),
+                    rule: rule.to_string(),
+                    mode: mode.to_string(),
+                })
+                .inc();
+        }
+        for bytes in &outcome.document_bytes {
+            self.document_bytes.observe(*bytes as f64);
+        }
+        self.duration.observe(seconds);
+    }
+
+    pub fn set_certificate_expiry(&self, unix_seconds: i64) {
+        self.certificate_expiry.set(unix_seconds);
+    }
+
+    pub fn config_reloaded(&self, ok: bool) {
+        self.config_reloads.get_or_create(&result(ok)).inc();
+    }
+
+    pub fn certificate_reloaded(&self, ok: bool) {
+        self.certificate_reloads.get_or_create(&result(ok)).inc();
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::finding::{Mode, RuleId};
+    use crate::webhook::admission::Verdict;
+
+    #[test]
+    fn requests_findings_and_reloads_are_exposed() {
+        let metrics = Metrics::default();
+        let outcome = Outcome {
+            uid: "u".into(),
+            kind: "ConfigMap".into(),
+            namespace: "n".into(),
+            name: "a".into(),
+            operation: "CREATE".into(),
+            dry_run: false,
+            verdict: Verdict::Denied,
+            findings: vec![(RuleId::ServerSecurityMissing, Mode::Enforce)],
+            document_bytes: vec![5000],
+            reason: None,
+        };
+        metrics.observe(&outcome, 0.0004);
+        metrics.config_reloaded(false);
+        metrics.set_certificate_expiry(1_900_000_000);
+        let text = metrics.encode();
+        assert!(text.contains("asyncapi_guard_admission_requests_total{kind=\"ConfigMap\",operation=\"CREATE\",verdict=\"denied\"} 1"), "{text}");
+        assert!(text.contains("asyncapi_guard_admission_findings_total{kind=\"ConfigMap\",rule=\"server-security-missing\",mode=\"enforce\"} 1"));
+        assert!(text.contains("asyncapi_guard_config_reloads_total{result=\"failure\"} 1"));
+        assert!(text.contains("asyncapi_guard_certificate_expiry_timestamp_seconds 1900000000"));
+        assert!(text.contains("asyncapi_guard_admission_duration_seconds_bucket"));
+        assert!(text.contains("asyncapi_guard_document_bytes_sum 5000"));
+    }
+}

@@ -1,0 +1,16 @@
+//! `asyncapi-guard serve`: the validating admission webhook, a thin shell over the engine.
+//!
+//! - [`admission`]: AdmissionReview in, AdmissionReview out (pure).
+//! - [`api`]: the HTTP endpoints.
+//! - [`server`]: start-up, listeners, draining.
+//! - [`tls`], [`reload`]: certificates and reloading; [`metrics`], [`state`].
+
+pub mod admission;
+pub mod api;
+pub mod metrics;
+pub mod reload;
+pub mod server;
+pub mod state;
+pub mod tls;
+
+pub use server::run;

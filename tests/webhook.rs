@@ -1,0 +1,724 @@
+//! `asyncapi-guard serve` as a kube-apiserver calls it: real HTTPS to the real binary on an
+//! ephemeral port, with the AdmissionReviews an API server v1.36 sent, and a client that
+//! verifies the certificate.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::server::{Ca, Client, Pki, SecretVolume, Server, plain_get};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECURE_V2: &str = "asyncapi: '2.6.0'\ninfo:\n  title: Hello world application\n  version: '0.1.0'\nservers:\n  production:\n    url: broker.mycompany.com\n    protocol: amqp\n    security:\n      - user-password: []\ncomponents:\n  securitySchemes:\n    user-password:\n      type: userPassword\n";
+/// The insecure document of the captures: production without security, a typo'd scheme.
+const INSECURE_V2: &str = "asyncapi: '2.6.0'\ninfo:\n  title: Hello world application\n  version: '0.1.0'\nservers:\n  production:\n    url: broker.mycompany.com\n    protocol: amqp\n  staging:\n    url: staging.mycompany.com\n    protocol: amqp\n    security:\n      - user-pass: []\nchannels:\n  hello:\n    publish:\n      message:\n        payload:\n          type: string\ncomponents:\n  securitySchemes:\n    user-password:\n      type: userPassword\n";
+
+fn config_map_denial(name: &str) -> String {
+    format!(
+        "ConfigMap payments/{name}: asyncapi.yaml:6:3 production server \"production\" declares no security [server-security-missing] (+1 more)\n\
+         - asyncapi.yaml:6:3 /servers/production [server-security-missing] production server \"production\" declares no security; reference a scheme from components.securitySchemes\n\
+         - asyncapi.yaml:13:9 /servers/staging/security/0 [security-scheme-undefined] scheme \"user-pass\" is not defined in components.securitySchemes; did you mean \"user-password\"?"
+    )
+}
+
+fn resource_denial(name: &str) -> String {
+    format!(
+        "AsyncAPI payments/{name}: spec/servers/production production server \"production\" declares no security [server-security-missing] (+1 more)\n\
+         - spec/servers/production [server-security-missing] production server \"production\" declares no security; reference a scheme from components.securitySchemes\n\
+         - spec/servers/staging/security/0 [security-scheme-undefined] scheme \"user-pass\" is not defined in components.securitySchemes; did you mean \"user-password\"?"
+    )
+}
+
+/// The project's copies, and the shared originals when they are beside the checkout.
+fn fixture_dirs() -> Vec<PathBuf> {
+    let mut dirs = vec![common::fixtures().join("admission")];
+    match common::shared_dir() {
+        Some(shared) => dirs.push(shared.join("fixtures/admission")),
+        None => println!(
+            "../shared/fixtures/admission is not beside this checkout: the project's copies only"
+        ),
+    }
+    dirs
+}
+
+fn fixtures() -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for dir in fixture_dirs() {
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        names.sort();
+        for path in names {
+            let review: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            out.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                review,
+            ));
+        }
+    }
+    assert!(out.len() >= 14, "the fixtures are missing");
+    out
+}
+
+fn bytes(review: &Value) -> Vec<u8> {
+    serde_json::to_vec(review).unwrap()
+}
+
+fn response(answer: &Value) -> &Value {
+    &answer["response"]
+}
+
+fn is_labelled(review: &Value) -> bool {
+    review["request"]["object"]["metadata"]["labels"]["asyncapi-guard.io/document"].is_string()
+}
+
+fn is_resource(review: &Value) -> bool {
+    review["request"]["kind"]["kind"] == "AsyncAPI"
+}
+
+/// What POLICY.md says each captured request gets.
+fn expected(name: &str, review: &Value) -> Option<String> {
+    let object_name = review["request"]["name"].as_str().unwrap();
+    if review["request"]["operation"] == "DELETE" || !name.contains("insecure") {
+        return None;
+    }
+    Some(if is_resource(review) {
+        resource_denial(object_name)
+    } else {
+        config_map_denial(object_name)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_captured_review_gets_its_verdict() {
+    let pki = Pki::new();
+    let server = Server::start(
+        &pki.tls_args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    for (name, review) in fixtures() {
+        let answer = pki
+            .client
+            .review(server.admission, "?timeout=10s", bytes(&review))
+            .await;
+        assert_eq!(answer["apiVersion"], "admission.k8s.io/v1", "{name}");
+        assert_eq!(answer["kind"], "AdmissionReview", "{name}");
+        let r = response(&answer);
+        assert_eq!(
+            r["uid"], review["request"]["uid"],
+            "{name}: the uid is echoed"
+        );
+        match expected(&name, &review) {
+            None => assert_eq!(r["allowed"], true, "{name}: {r}"),
+            Some(message) => {
+                assert_eq!(r["allowed"], false, "{name}");
+                assert_eq!(r["status"]["code"], 403, "{name}");
+                assert_eq!(r["status"]["message"], message.as_str(), "{name}");
+            }
+        }
+    }
+}
+
+/// Every CREATE and UPDATE again, with a secure and an insecure document put into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_put_into_every_fixture() {
+    let pki = Pki::new();
+    let config = pki.dir.path().join("all.yaml");
+    std::fs::write(&config, "kubernetes:\n  inspectAllConfigMaps: true\n").unwrap();
+    let server = Server::start(
+        &pki.tls_args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let mut args = pki.tls_args();
+    args.extend(["--config".to_owned(), config.display().to_string()]);
+    let inspect_all = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    for (name, original) in fixtures() {
+        if original["request"]["operation"] == "DELETE" {
+            continue;
+        }
+        for secure in [true, false] {
+            let mut review = original.clone();
+            let object = &mut review["request"]["object"];
+            if is_resource(&original) {
+                object["spec"] = if secure {
+                    json!({"asyncapi": "3.0.0", "info": {"title": "t", "version": "1"},
+                           "servers": {"production": {"host": "h", "protocol": "amqp", "security": [{"$ref": "#/components/securitySchemes/up"}]}},
+                           "components": {"securitySchemes": {"up": {"type": "userPassword"}}}})
+                } else {
+                    serde_json::to_value(
+                        serde_json::from_str::<Value>(&yaml_to_json(INSECURE_V2)).unwrap(),
+                    )
+                    .unwrap()
+                };
+            } else {
+                object["data"]["asyncapi.yaml"] =
+                    json!(if secure { SECURE_V2 } else { INSECURE_V2 });
+            }
+            let object_name = original["request"]["name"].as_str().unwrap();
+            let answer = pki
+                .client
+                .review(server.admission, "?timeout=10s", bytes(&review))
+                .await;
+            let r = response(&answer);
+            assert_eq!(r["uid"], original["request"]["uid"], "{name}");
+            let judged = is_resource(&original) || is_labelled(&original);
+            if secure || !judged {
+                assert_eq!(r["allowed"], true, "{name} secure={secure}: {r}");
+            } else {
+                let message = if is_resource(&original) {
+                    resource_denial(object_name)
+                } else {
+                    config_map_denial(object_name)
+                };
+                assert_eq!(r["status"]["message"], message.as_str(), "{name}");
+            }
+            // With every ConfigMap inspected, an unlabelled one that holds AsyncAPI is judged too.
+            if !is_resource(&original) && !is_labelled(&original) {
+                let answer = pki
+                    .client
+                    .review(inspect_all.admission, "", bytes(&review))
+                    .await;
+                assert_eq!(response(&answer)["allowed"], secure, "{name} inspected");
+            }
+        }
+    }
+}
+
+/// The insecure document as JSON (the API server re-serialises a custom resource's spec).
+fn yaml_to_json(yaml: &str) -> String {
+    let engine = asyncapi_guard::engine::Engine::default();
+    let stream = engine.load(yaml).unwrap();
+    let value = asyncapi_guard::engine::document::json::to_json(
+        stream.tree.node(stream.documents[0].0),
+        100,
+    )
+    .unwrap();
+    serde_json::to_string(&value).unwrap()
+}
+
+fn fixture(name: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(common::fixtures().join("admission").join(name)).unwrap())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warn_and_audit_modes_allow_and_say_why() {
+    let pki = Pki::new();
+    let server = Server::start(
+        &pki.tls_args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let insecure = bytes(&fixture("configmap-create-insecure.json"));
+
+    let answer = pki
+        .client
+        .review(server.admission, "?timeout=10s&mode=warn", insecure.clone())
+        .await;
+    let r = response(&answer);
+    assert_eq!(r["allowed"], true);
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 2);
+    assert!(
+        warnings[0].contains("[server-security-missing]")
+            && warnings[0].contains("asyncapi.yaml:6:3"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].contains("[security-scheme-undefined]"),
+        "{warnings:?}"
+    );
+    assert!(warnings.iter().all(|w| w.chars().count() <= 120));
+
+    let answer = pki
+        .client
+        .review(server.admission, "?mode=audit&production=all", insecure)
+        .await;
+    let r = response(&answer);
+    assert_eq!(r["allowed"], true);
+    assert!(r["warnings"].is_null());
+    assert_eq!(r["auditAnnotations"]["violations"], "2");
+    assert!(
+        r["auditAnnotations"]["findings"]
+            .as_str()
+            .unwrap()
+            .contains("[server-security-missing]")
+    );
+    assert!(server.wait_for_log("audit: allowed with violations", Duration::from_secs(5)));
+
+    let metrics = server.metrics_text().await;
+    assert!(metrics.contains("asyncapi_guard_admission_findings_total{kind=\"ConfigMap\",rule=\"server-security-missing\",mode=\"audit\"} 1"), "{metrics}");
+    assert!(metrics.contains("asyncapi_guard_admission_requests_total{kind=\"ConfigMap\",operation=\"CREATE\",verdict=\"allowed\"} 2"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_gets_the_real_verdict() {
+    let pki = Pki::new();
+    let server = Server::start(
+        &pki.tls_args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let real = pki
+        .client
+        .review(
+            server.admission,
+            "",
+            bytes(&fixture("configmap-create-insecure.json")),
+        )
+        .await;
+    let dry = pki
+        .client
+        .review(
+            server.admission,
+            "",
+            bytes(&fixture("configmap-create-insecure-dryrun.json")),
+        )
+        .await;
+    assert_eq!(response(&real)["status"], response(&dry)["status"]);
+    assert_eq!(response(&dry)["allowed"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_answers_and_the_server_keeps_serving() {
+    let pki = Pki::new();
+    let mut args = pki.tls_args();
+    args.extend([
+        "--max-request-bytes".to_owned(),
+        "65536".to_owned(),
+        "--request-timeout".to_owned(),
+        "1s".to_owned(),
+    ]);
+    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let valid = fixture("configmap-create.json");
+    let uid = valid["request"]["uid"].as_str().unwrap().to_owned();
+    let mut wrong_version = valid.clone();
+    wrong_version["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let mut wrong_kind = valid.clone();
+    wrong_kind["kind"] = json!("ConfigMap");
+    let mut no_request = valid.clone();
+    no_request.as_object_mut().unwrap().remove("request");
+
+    let cases: Vec<(&str, &str, Vec<u8>, u16)> = vec![
+        (
+            "malformed JSON",
+            "application/json",
+            b"{\"apiVersion\": ".to_vec(),
+            200,
+        ),
+        (
+            "wrong apiVersion",
+            "application/json",
+            bytes(&wrong_version),
+            200,
+        ),
+        ("wrong kind", "application/json", bytes(&wrong_kind), 200),
+        ("no request", "application/json", bytes(&no_request), 200),
+        (
+            "non-UTF-8",
+            "application/json",
+            b"{\"apiVersion\": \"\xff\xfe\"}".to_vec(),
+            200,
+        ),
+        (
+            "over the body limit",
+            "application/json",
+            vec![b' '; 100 * 1024],
+            413,
+        ),
+        ("wrong content type", "application/yaml", bytes(&valid), 415),
+    ];
+    for (what, content_type, body, status) in cases {
+        let (got, body, _) = pki
+            .client
+            .post(server.admission, "/validate", content_type, body)
+            .await
+            .unwrap();
+        assert_eq!(got, status, "{what}: {}", String::from_utf8_lossy(&body));
+        if status == 200 {
+            let answer: Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(answer["kind"], "AdmissionReview", "{what}");
+            assert_eq!(response(&answer)["allowed"], false, "{what}");
+            assert_eq!(response(&answer)["status"]["code"], 400, "{what}");
+        }
+    }
+    // The uid is echoed whenever the request carries one.
+    let answer: Value = serde_json::from_slice(
+        &pki.client
+            .post(
+                server.admission,
+                "/validate",
+                "application/json",
+                bytes(&wrong_version),
+            )
+            .await
+            .unwrap()
+            .1,
+    )
+    .unwrap();
+    assert_eq!(response(&answer)["uid"], uid.as_str());
+
+    // A slow client: headers, then a trickle of the body. It is cut off; others are served.
+    let mut slow = pki.client.connect(server.admission).await.unwrap();
+    slow.write_all(b"POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 5000\r\n\r\n{\"a\":").await.unwrap();
+    let answer = pki.client.review(server.admission, "", bytes(&valid)).await;
+    assert_eq!(
+        response(&answer)["allowed"],
+        true,
+        "served while a slow client waits"
+    );
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut reply)).await;
+    assert!(read.is_ok(), "the slow client is cut off");
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+
+    let answer = pki.client.review(server.admission, "", bytes(&valid)).await;
+    assert_eq!(response(&answer)["uid"], uid.as_str());
+    assert!(!server.logs().iter().any(|l| l.contains("panicked")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_on_both_ports_and_metrics() {
+    let pki = Pki::new();
+    let server = Server::start(
+        &pki.tls_args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(plain_get(server.metrics, path).await.0, 200, "{path}");
+        let request = pki.client.connect(server.admission).await.unwrap();
+        drop(request);
+    }
+    let metrics = server.metrics_text().await;
+    assert!(
+        metrics.contains("asyncapi_guard_certificate_expiry_timestamp_seconds"),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn certificate_rotation_while_requests_flow() {
+    let mut pki = Pki::new();
+    // No periodic re-read within the test: only the watcher can see the `..data` swap.
+    let mut args = pki.tls_args();
+    args.extend(["--reload-interval".to_owned(), "1h".to_owned()]);
+    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let old_leaf = pki
+        .client
+        .post(server.admission, "/healthz", "text/plain", vec![])
+        .await
+        .unwrap()
+        .2;
+    // The API server's caBundle holds both CAs while the certificate rotates.
+    let new_ca = Ca::new("rotated CA");
+    let client = Client::new(&[&pki.ca.der, &new_ca.der], None);
+    let review = bytes(&fixture("configmap-create.json"));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for _ in 0..3 {
+        let (client, review, stop, addr) = (
+            client.clone(),
+            review.clone(),
+            stop.clone(),
+            server.admission,
+        );
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut leaves) = (0usize, std::collections::HashSet::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, body, leaf) = client
+                    .post(addr, "/validate", "application/json", review.clone())
+                    .await
+                    .expect("no request fails during rotation");
+                assert_eq!(status, 200);
+                let answer: Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(answer["response"]["allowed"], true);
+                leaves.insert(leaf.to_vec());
+                ok += 1;
+            }
+            (ok, leaves)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let new_leaf = new_ca.server("localhost");
+    pki.volume.update(&[
+        ("tls.crt", &new_leaf.cert_pem),
+        ("tls.key", &new_leaf.key_pem),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = client
+            .post(server.admission, "/healthz", "text/plain", vec![])
+            .await
+            .unwrap()
+            .2;
+        if seen == new_leaf.der {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut leaves = std::collections::HashSet::new();
+    let mut total = 0;
+    for task in load {
+        let (ok, seen) = task.await.unwrap();
+        total += ok;
+        leaves.extend(seen);
+    }
+    assert!(total > 10, "requests flowed: {total}");
+    assert!(
+        leaves.contains(&old_leaf.to_vec()) && leaves.contains(&new_leaf.der.to_vec()),
+        "both certificates were served"
+    );
+    let metrics = server.metrics_text().await;
+    assert!(
+        metrics.contains("asyncapi_guard_certificate_reloads_total{result=\"success\"} 1"),
+        "{metrics}"
+    );
+
+    // A broken update is refused; the rotated certificate stays.
+    pki.volume
+        .update(&[("tls.crt", "garbage"), ("tls.key", "garbage")]);
+    assert!(server.wait_for_log("certificate reload failed", Duration::from_secs(10)));
+    assert_eq!(
+        client
+            .post(server.admission, "/healthz", "text/plain", vec![])
+            .await
+            .unwrap()
+            .2,
+        new_leaf.der
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_reload_keeps_the_last_good_one() {
+    let pki = Pki::new();
+    let mut volume = SecretVolume::new(
+        &pki.dir.path().join("config"),
+        &[(
+            "config.yaml",
+            "rules:\n  server-security-missing: warn\n  security-scheme-undefined: warn\n",
+        )],
+    );
+    let mut args = pki.tls_args();
+    args.extend([
+        "--config".to_owned(),
+        volume.path("config.yaml").display().to_string(),
+    ]);
+    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let insecure = bytes(&fixture("configmap-create-insecure.json"));
+    let allowed = |answer: &Value| response(answer)["allowed"] == true;
+
+    assert!(allowed(
+        &pki.client
+            .review(server.admission, "", insecure.clone())
+            .await
+    ));
+    volume.update(&[("config.yaml", "rules:\n  no-such-rule: warn\n")]);
+    assert!(server.wait_for_log("configuration reload failed", Duration::from_secs(10)));
+    assert!(
+        server.logs().iter().any(|l| l.contains("no-such-rule")),
+        "the log says what is wrong"
+    );
+    assert!(
+        allowed(
+            &pki.client
+                .review(server.admission, "", insecure.clone())
+                .await
+        ),
+        "the last good configuration stays"
+    );
+    assert!(
+        server
+            .metrics_text()
+            .await
+            .contains("asyncapi_guard_config_reloads_total{result=\"failure\"} 1")
+    );
+
+    volume.update(&[("config.yaml", "mode: enforce\n")]);
+    assert!(server.wait_for_log("configuration reloaded", Duration::from_secs(10)));
+    assert!(!allowed(
+        &pki.client.review(server.admission, "", insecure).await
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_request_in_flight_then_exits() {
+    let pki = Pki::new();
+    let mut args = pki.tls_args();
+    args.extend(["--shutdown-grace".to_owned(), "10s".to_owned()]);
+    let mut server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let body = bytes(&fixture("configmap-create-insecure.json"));
+    let (head, tail) = body.split_at(body.len() / 2);
+
+    let mut in_flight = pki.client.connect(server.admission).await.unwrap();
+    in_flight
+        .write_all(format!("POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).as_bytes())
+        .await
+        .unwrap();
+    in_flight.write_all(head).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    server.terminate();
+    assert!(server.wait_for_log("draining", Duration::from_secs(5)));
+    in_flight.write_all(tail).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), in_flight.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.contains("\"allowed\":false"),
+        "the answer is the real verdict: {reply}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "did not exit within the grace period"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert!(server.logs().iter().any(|l| l.contains("\"stopped\"")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_verified_when_asked() {
+    let pki = Pki::new();
+    let api_servers = Ca::new("API server client CA");
+    let ca_file = pki.dir.path().join("client-ca.pem");
+    std::fs::write(&ca_file, &api_servers.pem).unwrap();
+    let mut args = pki.tls_args();
+    args.extend(["--client-ca".to_owned(), ca_file.display().to_string()]);
+    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let review = bytes(&fixture("configmap-create.json"));
+
+    let apiserver = Client::new(&[&pki.ca.der], Some(&api_servers.client("kube-apiserver")));
+    assert_eq!(
+        apiserver
+            .post(
+                server.admission,
+                "/validate",
+                "application/json",
+                review.clone()
+            )
+            .await
+            .unwrap()
+            .0,
+        200
+    );
+    let anonymous = Client::new(&[&pki.ca.der], None);
+    assert!(
+        anonymous
+            .post(
+                server.admission,
+                "/validate",
+                "application/json",
+                review.clone()
+            )
+            .await
+            .is_err()
+    );
+    let stranger = Client::new(&[&pki.ca.der], Some(&Ca::new("other").client("intruder")));
+    assert!(
+        stranger
+            .post(server.admission, "/validate", "application/json", review)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_1_2_and_1_3_are_served() {
+    let pki = Pki::new();
+    let server = Server::start(
+        &pki.tls_args()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let client = Client::with_versions(&[&pki.ca.der], None, &[version]);
+        let tls = client.connect(server.admission).await.unwrap();
+        assert_eq!(tls.get_ref().1.protocol_version(), Some(version.version));
+    }
+}
+
+#[test]
+fn start_up_with_a_bad_configuration_fails_before_listening() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, "limits:\n  maxDepth: 0\n").unwrap();
+    let output = std::process::Command::new(common::binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("config.yaml:2:3: limits.maxDepth: must be between 2 and 1000"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"));
+
+    let output = std::process::Command::new(common::binary())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            "/nonexistent.crt",
+            "--tls-key",
+            "/nonexistent.key",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent.crt"));
+}
