@@ -224,7 +224,7 @@ async fn warn_and_audit_modes_allow_and_say_why() {
 
     let answer = pki
         .client
-        .review(server.admission, "?timeout=10s&mode=warn", insecure.clone())
+        .review(server.admission, "/warn?timeout=10s", insecure.clone())
         .await;
     let r = response(&answer);
     assert_eq!(r["allowed"], true);
@@ -248,7 +248,7 @@ async fn warn_and_audit_modes_allow_and_say_why() {
 
     let answer = pki
         .client
-        .review(server.admission, "?mode=audit&production=all", insecure)
+        .review(server.admission, "/audit/production-all", insecure.clone())
         .await;
     let r = response(&answer);
     assert_eq!(r["allowed"], true);
@@ -261,10 +261,16 @@ async fn warn_and_audit_modes_allow_and_say_why() {
             .contains("[server-security-missing]")
     );
     assert!(server.wait_for_log("audit: allowed with violations", Duration::from_secs(5)));
+    // The same options as a query string (for curl; the API server allows no query).
+    let answer = pki
+        .client
+        .review(server.admission, "?mode=warn&production=all", insecure)
+        .await;
+    assert_eq!(response(&answer)["warnings"].as_array().unwrap().len(), 2);
 
     let metrics = server.metrics_text().await;
     assert!(metrics.contains("asyncapi_guard_admission_findings_total{kind=\"ConfigMap\",rule=\"server-security-missing\",mode=\"audit\"} 1"), "{metrics}");
-    assert!(metrics.contains("asyncapi_guard_admission_requests_total{kind=\"ConfigMap\",operation=\"CREATE\",verdict=\"allowed\"} 2"), "{metrics}");
+    assert!(metrics.contains("asyncapi_guard_admission_requests_total{kind=\"ConfigMap\",operation=\"CREATE\",verdict=\"allowed\"} 3"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

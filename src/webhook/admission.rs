@@ -14,18 +14,34 @@ use crate::report::admission::{Judged, audit_annotations, denial_message, warnin
 
 use super::state::ActiveConfig;
 
-/// What the query string of the webhook URL asks: the chart registers the same server once
-/// per mode, chosen by namespace labels (`/validate?mode=warn&production=all`).
+/// What the webhook URL asks. The chart registers the same server once per mode, chosen by
+/// namespace labels. The API server accepts no query string in a webhook's URL and only
+/// DNS-1123 path segments in a Service path, so the options are path segments:
+/// `/validate/warn`, `/validate/enforce/production-all`. The same options are also read
+/// from a query string (`/validate?mode=warn&production=all`), handy with curl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RequestOptions {
     pub overrides: Overrides,
 }
 
+/// The path segment that makes every server production.
+pub const ALL_PRODUCTION_SEGMENT: &str = "production-all";
+
 impl RequestOptions {
-    /// Parses `mode=enforce|warn|audit|off` and `production=all`; other parameters (the API
-    /// server's `timeout`) are not ours.
-    pub fn from_query(query: Option<&str>) -> Result<Self, String> {
+    /// `segments` follow `/validate/`; `query` is the raw query string. Unknown query
+    /// parameters (the API server's own `timeout`) are not ours and are ignored.
+    pub fn parse(segments: &[&str], query: Option<&str>) -> Result<Self, String> {
         let mut overrides = Overrides::default();
+        for segment in segments.iter().filter(|s| !s.is_empty()) {
+            match *segment {
+                ALL_PRODUCTION_SEGMENT => overrides.all_servers_production = true,
+                mode => {
+                    overrides.mode = mode.parse::<Mode>().map_err(|e| {
+                        format!("webhook path /validate/{}: {e}", segments.join("/"))
+                    })?;
+                }
+            }
+        }
         for pair in query
             .unwrap_or_default()
             .split('&')
@@ -48,6 +64,10 @@ impl RequestOptions {
             }
         }
         Ok(RequestOptions { overrides })
+    }
+
+    pub fn from_query(query: Option<&str>) -> Result<Self, String> {
+        RequestOptions::parse(&[], query)
     }
 }
 
@@ -421,6 +441,26 @@ mod tests {
         );
         assert_eq!(response(&answer).uid, "u-1");
         assert!(!response(&answer).allowed);
+    }
+
+    #[test]
+    fn path_segments_choose_the_mode() {
+        let warn_all =
+            RequestOptions::parse(&["warn", "production-all"], Some("timeout=10s")).unwrap();
+        assert_eq!(warn_all.overrides.mode, Mode::Warn);
+        assert!(warn_all.overrides.all_servers_production);
+        assert_eq!(
+            RequestOptions::parse(&["audit"], None)
+                .unwrap()
+                .overrides
+                .mode,
+            Mode::Audit
+        );
+        assert!(
+            RequestOptions::parse(&["loud"], None)
+                .unwrap_err()
+                .contains("/validate/loud")
+        );
     }
 
     #[test]

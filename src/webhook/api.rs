@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -42,6 +42,7 @@ pub fn admission_router(state: AppState, max_request_bytes: usize) -> Router {
     );
     Router::new()
         .route("/validate", post(validate))
+        .route("/validate/{*options}", post(validate_with_options))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(max_request_bytes))
@@ -107,7 +108,28 @@ fn deadline(query: Option<&str>, ours: Duration) -> Duration {
 }
 
 async fn validate(
+    state: State<AppState>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(state, String::new(), query, headers, body).await
+}
+
+/// `/validate/warn`, `/validate/enforce/production-all`: see [`RequestOptions`].
+async fn validate_with_options(
+    state: State<AppState>,
+    Path(options): Path<String>,
+    query: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer(state, options, query, headers, body).await
+}
+
+async fn answer(
     State(state): State<AppState>,
+    options: String,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
@@ -120,7 +142,8 @@ async fn validate(
             .into_response();
     }
     let started = Instant::now();
-    let (review, outcome) = match RequestOptions::from_query(query.as_deref()) {
+    let segments: Vec<&str> = options.split('/').collect();
+    let (review, outcome) = match RequestOptions::parse(&segments, query.as_deref()) {
         Err(why) => admission::invalid(&admission::uid_of(&body), &why),
         Ok(options) => {
             let active = state.config.load_full();
@@ -274,6 +297,27 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn path_segments_choose_the_mode() {
+        let (_, review) = post(
+            admission_router(state(), 1 << 20),
+            "/validate/warn/production-all",
+            "application/json",
+            fixture("configmap-create-insecure.json"),
+        )
+        .await;
+        assert_eq!(review["response"]["allowed"], true);
+        assert_eq!(review["response"]["warnings"].as_array().unwrap().len(), 2);
+        let (_, review) = post(
+            admission_router(state(), 1 << 20),
+            "/validate/enforce",
+            "application/json",
+            fixture("configmap-create-insecure.json"),
+        )
+        .await;
+        assert_eq!(review["response"]["allowed"], false);
     }
 
     #[tokio::test]
