@@ -25,6 +25,32 @@ pub struct ServeArgs {
     /// Private key (PEM) of the serving certificate, reloaded when it changes.
     #[arg(long, env = "ASYNCAPI_GUARD_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Self-managed certificates (no cert-manager): the Secret, in --namespace, that holds a
+    /// CA and the serving certificate; created when missing, renewed before expiry.
+    #[arg(long, env = "ASYNCAPI_GUARD_TLS_SECRET", conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls_secret: Option<String>,
+    /// Self-managed certificates: the DNS names of the serving certificate (the Service's).
+    #[arg(
+        long,
+        env = "ASYNCAPI_GUARD_TLS_DNS_NAMES",
+        value_delimiter = ',',
+        requires = "tls_secret"
+    )]
+    pub tls_dns_names: Vec<String>,
+    /// Self-managed certificates: the ValidatingWebhookConfiguration whose caBundle is kept
+    /// equal to the CA.
+    #[arg(
+        long,
+        env = "ASYNCAPI_GUARD_WEBHOOK_CONFIGURATION",
+        requires = "tls_secret"
+    )]
+    pub webhook_configuration: Option<String>,
+    /// Self-managed certificates: where the serving certificate is written for the server.
+    #[arg(long, env = "ASYNCAPI_GUARD_TLS_DIR", requires = "tls_secret")]
+    pub tls_dir: Option<PathBuf>,
+    /// The namespace this server runs in (the chart sets it from the pod).
+    #[arg(long, env = "ASYNCAPI_GUARD_NAMESPACE", default_value = "default")]
+    pub namespace: String,
     /// CA (PEM) that must have signed the client certificate of the API server.
     #[arg(long, env = "ASYNCAPI_GUARD_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,

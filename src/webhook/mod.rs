@@ -3,10 +3,12 @@
 //! - [`admission`]: AdmissionReview in, AdmissionReview out (pure).
 //! - [`api`]: the HTTP endpoints.
 //! - [`server`]: start-up, listeners, draining.
-//! - [`tls`], [`reload`]: certificates and reloading; [`metrics`], [`state`].
+//! - [`tls`], [`reload`], [`certificates`]: certificates, reloading, self-managed
+//!   certificates; [`metrics`], [`state`].
 
 pub mod admission;
 pub mod api;
+pub mod certificates;
 pub mod metrics;
 pub mod reload;
 pub mod server;

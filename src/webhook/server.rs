@@ -15,6 +15,7 @@ use hyper_util::rt::TokioTimer;
 use tracing::info;
 
 use super::api::{AppState, admission_router, metrics_router};
+use super::certificates::SelfManaged;
 use super::metrics::Metrics;
 use super::reload::Reloader;
 use super::state::{ActiveConfig, Health};
@@ -36,9 +37,34 @@ struct Startup {
     tls_files: Option<TlsFiles>,
     /// Self-signed mode: where the CA and the example review were written.
     self_signed: Option<(PathBuf, PathBuf)>,
+    /// Self-managed mode: kept up to date by a background task.
+    self_managed: Option<SelfManaged>,
 }
 
-fn prepare(args: &ServeArgs) -> anyhow::Result<Startup> {
+/// How often self-managed certificates are checked (renewal happens 30 days before expiry).
+const SELF_MANAGED_CHECK: Duration = Duration::from_secs(3600);
+
+async fn self_managed(args: &ServeArgs, secret: &str) -> anyhow::Result<SelfManaged> {
+    if args.tls_dns_names.is_empty() {
+        bail!("--tls-secret needs --tls-dns-names (the Service's names, such as guard.ns.svc)");
+    }
+    let client = kube::Client::try_default().await.context(
+        "self-managed certificates need Kubernetes credentials (in-cluster or a kubeconfig)",
+    )?;
+    Ok(SelfManaged {
+        client,
+        namespace: args.namespace.clone(),
+        secret: secret.to_owned(),
+        webhook_configuration: args.webhook_configuration.clone(),
+        dns_names: args.tls_dns_names.clone(),
+        dir: args
+            .tls_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("asyncapi-guard").join("tls")),
+    })
+}
+
+async fn prepare(args: &ServeArgs) -> anyhow::Result<Startup> {
     if args.max_request_bytes < 1024 {
         bail!("--max-request-bytes must be at least 1024");
     }
@@ -51,6 +77,26 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Startup> {
         Some(path) => Config::load(path)?,
         None => Config::default(),
     };
+    if let Some(secret) = &args.tls_secret {
+        let managed = self_managed(args, secret).await?;
+        managed
+            .reconcile()
+            .await
+            .context("self-managed certificates")?;
+        let files = TlsFiles {
+            cert: managed.cert_path(),
+            key: managed.key_path(),
+            client_ca: args.client_ca.clone(),
+        };
+        let loaded = tls::load(&files)?;
+        return Ok(Startup {
+            config,
+            tls: loaded,
+            tls_files: Some(files),
+            self_signed: None,
+            self_managed: Some(managed),
+        });
+    }
     match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let files = TlsFiles {
@@ -64,6 +110,7 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Startup> {
                 tls: loaded,
                 tls_files: Some(files),
                 self_signed: None,
+                self_managed: None,
             })
         }
         (None, None) => {
@@ -88,6 +135,7 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Startup> {
                 tls: generated.loaded,
                 tls_files: None,
                 self_signed: Some((ca, example)),
+                self_managed: None,
             })
         }
         _ => bail!("--tls-cert and --tls-key go together"),
@@ -95,7 +143,7 @@ fn prepare(args: &ServeArgs) -> anyhow::Result<Startup> {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let startup = prepare(&args)?;
+    let startup = prepare(&args).await?;
 
     let health = Arc::new(Health::default());
     let metrics = Arc::new(Metrics::default());
@@ -154,11 +202,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.config.clone(),
     );
     let reloading = tokio::spawn(reloader.run(args.reload_interval));
+    let renewing = startup
+        .self_managed
+        .map(|managed| tokio::spawn(managed.run(SELF_MANAGED_CHECK)));
 
     tokio::select! {
         signal = shutdown_signal() => info!(signal, "draining"),
         ended = &mut admission => {
             reloading.abort();
+            renewing.iter().for_each(tokio::task::JoinHandle::abort);
             return match ended {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(e).context("the admission server stopped"),
@@ -175,6 +227,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop_metrics.send(());
     let _ = metrics_server.await;
     reloading.abort();
+    renewing.iter().for_each(tokio::task::JoinHandle::abort);
     info!("stopped");
     Ok(())
 }

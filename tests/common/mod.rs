@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod hostile;
+pub mod mock_api;
 pub mod server;
 
 use std::path::{Path, PathBuf};
