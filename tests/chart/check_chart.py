@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""Lints and renders the Helm chart, and checks what it renders.
+
+Usage: check_chart.py BINARY
+
+For the default values and every charts/asyncapi-guard/ci/*-values.yaml: renders twice with
+Helm 4 (helm-python-sdk) and requires identical output, validates every object against the
+Kubernetes 1.36 schemas offline (kubernetes-validate --strict), and asserts the facts that
+matter: the webhook leaves out the system namespaces and its own, exactly one webhook entry
+(with the right mode in its path) matches any namespace, sideEffects None, probes and Service
+on ports the container opens, the pod's security context, what each certificate mode needs.
+Also: the CRD's schema accepts the example resources, the Dockerfile's user, entrypoint and
+ports match the Deployment, the rendered configuration loads in BINARY, NOTES.txt's example
+denial is what BINARY says, and manifests/ is current. Prints one line per failure; exits 1
+on any.
+"""
+import base64
+import glob
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import helm_python
+import jsonschema
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+CHART = os.path.join(ROOT, "charts", "asyncapi-guard")
+RELEASE, NAMESPACE = "guard", "guard-system"
+SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease"}
+KUBERNETES = "1.36.0"
+# Kinds kubernetes-validate has no schema for; checked here instead.
+CUSTOM_KINDS = {"Certificate", "Issuer", "ServiceMonitor"}
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+failures = []
+
+
+def check(condition, message):
+    if not condition:
+        failures.append(message)
+    return condition
+
+
+def merge(base, override):
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def render(values):
+    chart = helm_python.Chart.load(CHART)
+    return chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+
+
+def objects_of(rendered):
+    out = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                out.append(doc)
+    return out
+
+
+def crds():
+    return [yaml.safe_load(open(p)) for p in sorted(glob.glob(os.path.join(CHART, "crds", "*.yaml")))]
+
+
+def kubernetes_validate(label, objects):
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump_all([o for o in objects if o["kind"] not in CUSTOM_KINDS], f)
+        path = f.name
+    result = subprocess.run(["kubernetes-validate", "-k", KUBERNETES, "--strict", "--quiet", path],
+                            capture_output=True, text=True)
+    os.unlink(path)
+    check(result.returncode == 0, f"{label}: kubernetes-validate {KUBERNETES} --strict: {result.stdout.strip()} {result.stderr.strip()}")
+
+
+def one(objects, kind):
+    found = [o for o in objects if o["kind"] == kind]
+    return found[0] if len(found) == 1 else None
+
+
+def selector_matches(selector, labels):
+    if selector is None:
+        return True
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def check_webhook(label, values, objects):
+    webhook = one(objects, "ValidatingWebhookConfiguration")
+    service = one(objects, "Service")
+    if not check(webhook and service, f"{label}: one ValidatingWebhookConfiguration and one Service"):
+        return
+    mode = values["certificates"]["mode"]
+    entries = webhook["webhooks"]
+    excluded = SYSTEM_NAMESPACES | {NAMESPACE} | set(values["webhook"]["excludeNamespaces"])
+    names = [e["name"] for e in entries]
+    check(len(names) == len(set(names)), f"{label}: webhook names are unique")
+    targets = sorted({e["name"].split(".", 1)[1] for e in entries})
+    expected_targets = ["asyncapis.asyncapi-guard.io", "configmaps.asyncapi-guard.io"] + (["extra-kinds.asyncapi-guard.io"] if values["extraKinds"] else [])
+    check(targets == sorted(expected_targets), f"{label}: webhook targets {targets}")
+    for e in entries:
+        where = f"{label}: webhook {e['name']}"
+        check(e["sideEffects"] == "None", f"{where}: sideEffects None (Flux's server-side dry run needs it)")
+        check(e["admissionReviewVersions"] == ["v1"], f"{where}: admissionReviewVersions [v1]")
+        check(e["matchPolicy"] == "Equivalent", f"{where}: matchPolicy Equivalent")
+        check(e["failurePolicy"] == values["webhook"]["failurePolicy"], f"{where}: failurePolicy")
+        check(e["timeoutSeconds"] == values["webhook"]["timeoutSeconds"], f"{where}: timeoutSeconds")
+        for rule in e["rules"]:
+            check(sorted(rule["operations"]) == ["CREATE", "UPDATE"], f"{where}: CREATE and UPDATE only")
+        svc = e["clientConfig"]["service"]
+        check(svc["name"] == service["metadata"]["name"] and svc["namespace"] == NAMESPACE, f"{where}: calls the chart's Service")
+        check(svc["port"] in [p["port"] for p in service["spec"]["ports"]], f"{where}: calls a port of the Service")
+        segments = svc["path"].strip("/").split("/")
+        check(all(DNS1123_SUBDOMAIN.match(s) for s in segments), f"{where}: path {svc['path']} has only DNS-1123 segments (the API server refuses others)")
+        check("?" not in svc["path"], f"{where}: no query string in the path")
+        names_rule = [x for x in e["namespaceSelector"]["matchExpressions"] if x["key"] == "kubernetes.io/metadata.name"]
+        check(len(names_rule) == 1 and names_rule[0]["operator"] == "NotIn" and excluded <= set(names_rule[0]["values"]),
+              f"{where}: leaves out {sorted(excluded)}")
+        if mode == "existingSecret":
+            check(e["clientConfig"].get("caBundle") == values["certificates"]["existingSecret"]["caBundle"], f"{where}: caBundle from the values")
+        else:
+            check("caBundle" not in e["clientConfig"], f"{where}: caBundle left to {'cert-manager' if mode == 'certManager' else 'the server'}")
+        if e["name"].split(".", 1)[1].startswith("configmaps"):
+            selector = e.get("objectSelector")
+            if values["inspectAllConfigMaps"]:
+                check(selector is None, f"{where}: every ConfigMap is inspected")
+            else:
+                check(selector == {"matchExpressions": [{"key": "asyncapi-guard.io/document", "operator": "Exists"}]},
+                      f"{where}: only ConfigMaps labelled asyncapi-guard.io/document")
+    annotation = (webhook["metadata"].get("annotations") or {}).get("cert-manager.io/inject-ca-from")
+    if mode == "certManager":
+        certificate = one(objects, "Certificate")
+        check(certificate and annotation == f"{NAMESPACE}/{certificate['metadata']['name']}", f"{label}: cert-manager injects the Certificate's CA")
+    else:
+        check(annotation is None, f"{label}: no cert-manager annotation in {mode} mode")
+
+    # Exactly one entry per target matches any namespace, with the mode its labels choose.
+    for target in expected_targets:
+        for mode_label in [None, "enforce", "warn", "audit", "off"]:
+            for production in [None, "all"]:
+                for ns in ["team-a"] + sorted(excluded):
+                    labels = {"kubernetes.io/metadata.name": ns}
+                    if mode_label:
+                        labels["asyncapi-guard.io/mode"] = mode_label
+                    if production:
+                        labels["asyncapi-guard.io/production"] = production
+                    matched = [e for e in entries if e["name"].endswith("." + target) and selector_matches(e["namespaceSelector"], labels)]
+                    where = f"{label}: {target} in namespace {labels}"
+                    if ns in excluded or mode_label == "off":
+                        check(not matched, f"{where}: no webhook entry may match, got {[m['name'] for m in matched]}")
+                        continue
+                    if not check(len(matched) == 1, f"{where}: exactly one entry must match, got {[m['name'] for m in matched]}"):
+                        continue
+                    want = "/validate/" + (mode_label or values["webhook"]["defaultMode"]) + ("/production-all" if production else "")
+                    check(matched[0]["clientConfig"]["service"]["path"] == want, f"{where}: path {matched[0]['clientConfig']['service']['path']}, want {want}")
+
+
+def check_workload(label, values, rendered, objects):
+    deployment = one(objects, "Deployment")
+    service = one(objects, "Service")
+    if not check(deployment and service, f"{label}: one Deployment"):
+        return
+    mode = values["certificates"]["mode"]
+    spec = deployment["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    check(deployment["spec"]["replicas"] == values["replicaCount"], f"{label}: replicas")
+    for probe in ["livenessProbe", "readinessProbe"]:
+        port = container[probe]["httpGet"]["port"]
+        check(port in ports or port in ports.values(), f"{label}: {probe} on port {port}, which the container opens")
+    check(container["livenessProbe"]["httpGet"]["path"] == "/healthz" and container["readinessProbe"]["httpGet"]["path"] == "/readyz", f"{label}: probes on /healthz and /readyz")
+    for port in service["spec"]["ports"]:
+        check(port["targetPort"] in ports or port["targetPort"] in ports.values(), f"{label}: Service port {port['name']} targets {port['targetPort']}, which the container opens")
+    listen = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in container["args"][1:] if "=" in a}
+    check(listen.get("--listen", "").endswith(f":{ports.get('https')}"), f"{label}: the server listens on the https container port")
+    check(listen.get("--metrics-listen", "").endswith(f":{ports.get('metrics')}"), f"{label}: the metrics listener is the metrics container port")
+    pod_security = spec.get("securityContext", {})
+    security = container.get("securityContext", {})
+    check(pod_security.get("runAsNonRoot") is True and security.get("runAsNonRoot") is True, f"{label}: runAsNonRoot")
+    check(security.get("readOnlyRootFilesystem") is True, f"{label}: readOnlyRootFilesystem")
+    check(security.get("allowPrivilegeEscalation") is False, f"{label}: allowPrivilegeEscalation false")
+    check(security.get("capabilities", {}).get("drop") == ["ALL"], f"{label}: drop ALL capabilities")
+    check(pod_security.get("seccompProfile", {}).get("type") == "RuntimeDefault" and security.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{label}: seccomp RuntimeDefault")
+    needs_api = mode == "selfManaged"
+    check(spec.get("automountServiceAccountToken") is needs_api, f"{label}: service-account token mounted only when the pods call the API server")
+    check("command" not in container and container["args"][0] == "serve", f"{label}: the image's entrypoint runs `serve`")
+    annotation = deployment["spec"]["template"]["metadata"]["annotations"].get("checksum/config")
+    configmap_text = rendered["asyncapi-guard/templates/configmap.yaml"]
+    check(annotation == hashlib.sha256(configmap_text.encode()).hexdigest(), f"{label}: checksum/config rolls the pods on a configuration change")
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    check(mounts.get("tmp", {}).get("mountPath") == "/tmp", f"{label}: a writable /tmp under a read-only root")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    if mode == "selfManaged":
+        check("--tls-secret" in listen and "--webhook-configuration" in listen, f"{label}: self-managed certificates")
+        role = [o for o in objects if o["kind"] == "Role"]
+        cluster_role = [o for o in objects if o["kind"] == "ClusterRole"]
+        check(len(role) == 1 and any(r.get("resourceNames") == [listen.get("--tls-secret")] for r in role[0]["rules"]), f"{label}: the Role names the certificate Secret")
+        check(len(cluster_role) == 1 and cluster_role[0]["rules"][0]["resourceNames"] == [listen.get("--webhook-configuration")], f"{label}: the ClusterRole names the webhook configuration")
+        webhook = one(objects, "ValidatingWebhookConfiguration")
+        check(webhook and listen.get("--webhook-configuration") == webhook["metadata"]["name"], f"{label}: the server patches the chart's webhook configuration")
+    else:
+        secret = volumes.get("tls", {}).get("secret", {}).get("secretName")
+        want = values["certificates"]["existingSecret"]["name"] if mode == "existingSecret" else (one(objects, "Certificate") or {}).get("spec", {}).get("secretName")
+        check(secret and secret == want, f"{label}: mounts the certificate Secret ({secret} vs {want})")
+        check(not [o for o in objects if o["kind"] in ("Role", "ClusterRole")], f"{label}: no RBAC when the pods need none")
+    pdb = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
+    check(bool(pdb) == (values["podDisruptionBudget"]["enabled"] and values["replicaCount"] > 1), f"{label}: PodDisruptionBudget with more than one replica")
+    if values["topologySpread"]["enabled"]:
+        spread = spec.get("topologySpreadConstraints", [])
+        check(spread and spread[0]["whenUnsatisfiable"] == "ScheduleAnyway", f"{label}: soft topology spread")
+    grace = spec["terminationGracePeriodSeconds"]
+    seconds = lambda d: int(d[:-1]) if d.endswith("s") and not d.endswith("ms") else 0
+    check(grace > seconds(values["server"]["shutdownDelay"]) + seconds(values["server"]["shutdownGrace"]), f"{label}: the grace period covers draining")
+
+
+def check_config_loads(label, binary, rendered):
+    config = yaml.safe_load(rendered["asyncapi-guard/templates/configmap.yaml"])["data"]["config.yaml"]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(config)
+    result = subprocess.run([binary, "check", "--config", f.name, os.path.join(ROOT, "examples", "orders-secure.yaml")], capture_output=True, text=True)
+    os.unlink(f.name)
+    check(result.returncode == 0, f"{label}: the rendered configuration loads: {result.stderr.strip()}")
+
+
+def check_crd_accepts_examples():
+    crd = crds()[0]
+    version = crd["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]
+    examples = [d for d in yaml.safe_load_all(open(os.path.join(ROOT, "examples", "manifests.yaml"))) if d and d.get("kind") == "AsyncAPI"]
+    check(examples, "examples/manifests.yaml has an AsyncAPI resource")
+    status = {"observedGeneration": 3, "conditions": [{"type": "SecurityCompliant", "status": "False", "reason": "server-security-missing",
+                                                      "message": "AsyncAPI payments/x: spec/servers/production ...", "lastTransitionTime": "2026-11-22T10:00:00Z", "observedGeneration": 3}]}
+    for example in examples + [dict(examples[0], status=status)] if examples else []:
+        try:
+            jsonschema.validate(example, schema)
+        except jsonschema.ValidationError as e:
+            failures.append(f"CRD schema refuses {example['metadata']['name']}: {e.message}")
+    bad = dict(examples[0], status={"conditions": [{"type": "SecurityCompliant", "status": "Maybe"}]}) if examples else None
+    if bad:
+        check(not jsonschema.Draft7Validator(schema).is_valid(bad), "CRD schema refuses a malformed status")
+    check(version["subresources"] == {"status": {}}, "CRD: status subresource")
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    check(columns.get("AsyncAPI") == ".spec.asyncapi" and "SecurityCompliant" in columns.get("Compliant", "") and columns.get("Age") == ".metadata.creationTimestamp", "CRD: printer columns")
+    check(crd["spec"]["scope"] == "Namespaced" and crd["spec"]["names"]["plural"] == "asyncapis", "CRD: namespaced, plural asyncapis")
+    check(schema["properties"]["spec"].get("x-kubernetes-preserve-unknown-fields") is True, "CRD: spec kept whole")
+
+
+def check_dockerfile(objects):
+    dockerfile = open(os.path.join(ROOT, "Dockerfile")).read()
+    deployment = one(objects, "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    user = re.findall(r"^USER\s+(\d+)(?::(\d+))?\s*$", dockerfile, re.M)
+    check(user and int(user[-1][0]) == spec["securityContext"]["runAsUser"] and int(user[-1][1] or user[-1][0]) == spec["securityContext"]["runAsGroup"],
+          f"Dockerfile USER {user} matches runAsUser/runAsGroup")
+    entrypoint = re.findall(r"^ENTRYPOINT\s+(\[.*\])\s*$", dockerfile, re.M)
+    check(entrypoint and json.loads(entrypoint[-1]) == ["/usr/local/bin/asyncapi-guard"], f"Dockerfile ENTRYPOINT {entrypoint} is the binary the chart's args are for")
+    check(re.search(r"--from=build /src/target/release/asyncapi-guard /usr/local/bin/asyncapi-guard", dockerfile), "Dockerfile copies the built binary to the entrypoint")
+    exposed = sorted(int(p) for line in re.findall(r"^EXPOSE\s+(.*)$", dockerfile, re.M) for p in line.split())
+    check(exposed == sorted(p["containerPort"] for p in container["ports"]), f"Dockerfile EXPOSE {exposed} matches the container ports")
+    check(re.search(r"^FROM gcr.io/distroless/\S+:nonroot\s*$", dockerfile, re.M), "the runtime image is distroless, non-root, without a shell")
+    build = re.findall(r"^RUN (cargo build .*)$", dockerfile, re.M)
+    check(build == ["cargo build --release --locked --bin asyncapi-guard"], f"Dockerfile builds with --release --locked: {build}")
+
+
+def check_notes(binary, rendered):
+    notes = rendered["asyncapi-guard/templates/NOTES.txt"]
+    manifest = notes.split("cat <<'YAML' | kubectl apply -f -\n", 1)[1].split("  YAML\n", 1)[0]
+    configmap = yaml.safe_load("\n".join(line[2:] for line in manifest.splitlines()))
+    document = configmap["data"]["asyncapi.yaml"]
+    result = subprocess.run([binary, "check", "-"], input=document, capture_output=True, text=True)
+    first = result.stdout.splitlines()[0] if result.stdout else ""
+    # `- -:4:3 /servers/production [rule] message; hint` → `asyncapi.yaml:4:3 message [rule]`
+    m = re.match(r"- -:(\d+:\d+) \S+ \[([a-z-]+)\] ([^;]+);", first)
+    claimed = re.search(r"ConfigMap asyncapi-demo/orders-api: (.*)$", notes, re.M)
+    check(m and claimed and claimed.group(1) == f"asyncapi.yaml:{m.group(1)} {m.group(3)} [{m.group(2)}]",
+          f"NOTES.txt's example denial is what the binary says: {claimed and claimed.group(1)!r} vs {first!r}")
+
+
+def leaves(values, prefix=""):
+    """Every value path of values.yaml: `certificates.existingSecret.caBundle`, ..."""
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and path not in ("resources", "policy.limits"):
+            yield from leaves(value, path + ".")
+        else:
+            yield path
+
+
+def check_values_documented(defaults):
+    schema = json.load(open(os.path.join(CHART, "values.schema.json")))
+    readme = open(os.path.join(CHART, "README.md")).read()
+    for path in leaves(defaults):
+        node = schema
+        for key in path.split("."):
+            node = (node.get("properties") or {}).get(key) if node else None
+        check(node is not None, f"values.schema.json covers {path}")
+        table_key = path if not path.startswith("resources") else "resources.requests"
+        check(f"| `{table_key}` |" in readme, f"the chart README's table lists {table_key}")
+
+
+def check_manifests_current():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "render-manifests.py"), "--check"], capture_output=True, text=True)
+    check(result.returncode == 0, f"manifests/ is not current; run scripts/render-manifests.py: {result.stdout.strip()[:2000]}")
+
+
+def main():
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
+    binary = os.path.abspath(sys.argv[1])
+    lint = helm_python.lint(CHART, strict=True, kube_version=f"v{KUBERNETES}")
+    problems = [m for m in lint["messages"] if m["severity"] >= 2] + [{"error": e} for e in lint["errors"]]
+    check(not problems, f"helm lint --strict: {problems}")
+    defaults = yaml.safe_load(open(os.path.join(CHART, "values.yaml")))
+    cases = [("default values", {})] + [(os.path.relpath(p, CHART), yaml.safe_load(open(p)) or {}) for p in sorted(glob.glob(os.path.join(CHART, "ci", "*-values.yaml")))]
+    check(len(cases) >= 6, "ci/ has values for each certificate mode, HA and all-ConfigMaps")
+    default_objects = None
+    for label, values in cases:
+        first, second = render(values), render(values)
+        check(first == second, f"{label}: two renders differ (Argo CD would see a perpetual diff)")
+        objects = objects_of(first)
+        merged = merge(defaults, values)
+        kubernetes_validate(label, objects + crds())
+        check_webhook(label, merged, objects)
+        check_workload(label, merged, first, objects)
+        check_config_loads(label, binary, first)
+        if not values:
+            default_objects = objects
+            check_notes(binary, first)
+    check_crd_accepts_examples()
+    check_values_documented(defaults)
+    check_dockerfile(default_objects)
+    check_manifests_current()
+    for failure in failures:
+        print(failure)
+    print(f"chart: {len(cases)} value sets rendered and checked, {len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
