@@ -6,8 +6,10 @@
 //! - [`report`]: the one rendering of findings (text, JSON, SARIF, admission responses).
 //! - [`config`]: the configuration file.
 //! - [`webhook`]: the admission webhook (`serve`).
+//! - [`audit`]: the cluster audit (`audit`, and `serve --audit` in the cluster).
 //! - [`cli`]: the thin shells: `check`, `serve`, `audit`.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -1,5 +1,6 @@
 //! The command line: one clap-derived struct, every flag with its environment variable.
 
+pub mod audit;
 pub mod check;
 pub mod serve;
 
@@ -24,6 +25,9 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Serve the validating admission webhook (HTTPS), with metrics on a plain-HTTP port.
     Serve(Box<serve::ServeArgs>),
+    /// Judge what is already in the cluster: labelled ConfigMaps, AsyncAPI resources, and
+    /// unguarded ConfigMaps that carry AsyncAPI without the label.
+    Audit(audit::AuditArgs),
 }
 
 /// Runs a command. Errors are usage or I/O errors (exit code 2), reported by `main`.
@@ -31,5 +35,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Serve(args) => serve::run(*args),
+        Command::Audit(args) => audit::run(&args),
     }
 }

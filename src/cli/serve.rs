@@ -51,6 +51,23 @@ pub struct ServeArgs {
     /// The namespace this server runs in (the chart sets it from the pod).
     #[arg(long, env = "ASYNCAPI_GUARD_NAMESPACE", default_value = "default")]
     pub namespace: String,
+    /// Also audit the cluster: the replica that holds the Lease writes the AsyncAPI resources'
+    /// status, emits Events on non-compliant and unguarded ConfigMaps, and exports gauges.
+    #[arg(long, env = "ASYNCAPI_GUARD_AUDIT")]
+    pub audit: bool,
+    /// The audit's Lease, in --namespace.
+    #[arg(
+        long,
+        env = "ASYNCAPI_GUARD_AUDIT_LEASE",
+        default_value = "asyncapi-guard-audit"
+    )]
+    pub audit_lease: String,
+    /// How often the audit re-judges everything (it also does on a configuration change).
+    #[arg(long, env = "ASYNCAPI_GUARD_AUDIT_RESYNC", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub audit_resync: Duration,
+    /// This replica's name in the audit's Lease (the chart sets the pod name).
+    #[arg(long, env = "ASYNCAPI_GUARD_POD_NAME")]
+    pub pod_name: Option<String>,
     /// CA (PEM) that must have signed the client certificate of the API server.
     #[arg(long, env = "ASYNCAPI_GUARD_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,

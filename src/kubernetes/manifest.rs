@@ -91,6 +91,7 @@ fn judge_one(
         label: format!("{file}#{fallback_name}"),
         artifact: file.to_owned(),
         embedded_at: Some(node.pos()),
+        unguarded: false,
         evaluation: engine.evaluate_unreadable(&why, overrides),
     };
     let object: Value = match to_json(node, engine.policy().limits.max_depth) {
@@ -140,6 +141,7 @@ fn judge_one(
             file: entry,
             artifact: file.to_owned(),
             embedded_at,
+            unguarded: false,
             evaluation,
         });
     }

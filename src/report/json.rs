@@ -16,6 +16,8 @@ struct File<'a> {
     file: &'a str,
     allowed: bool,
     version: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unguarded: bool,
     violations: Vec<Violation<'a>>,
 }
 
@@ -60,6 +62,7 @@ pub fn render(reports: &[DocumentReport]) -> String {
             file: &r.file,
             allowed: r.evaluation.allowed(),
             version: r.evaluation.version.as_deref(),
+            unguarded: r.unguarded,
             violations: r.evaluation.findings.iter().map(violation).collect(),
         })
         .collect();

@@ -23,6 +23,9 @@ pub struct DocumentReport {
     /// When the document is text inside that file (a ConfigMap key), where it starts: its
     /// own positions are relative to itself, so SARIF points here.
     pub embedded_at: Option<Pos>,
+    /// The audit's ConfigMaps that carry AsyncAPI without the opt-in label: admission does
+    /// not judge them.
+    pub unguarded: bool,
     pub evaluation: Evaluation,
 }
 
@@ -34,6 +37,7 @@ impl DocumentReport {
             label: file.to_owned(),
             artifact: file.to_owned(),
             embedded_at: None,
+            unguarded: false,
             evaluation,
         }
     }

@@ -29,16 +29,40 @@ pub fn finding_line(label: &str, finding: &Finding) -> String {
     line
 }
 
-/// What `check --format text` prints: every finding line, then a summary.
+/// What `check --format text` prints: every finding line, then a summary. The audit's
+/// unguarded documents (never judged at admission) are listed apart, each with its lines.
 pub fn render(reports: &[DocumentReport]) -> String {
     let mut out = String::new();
-    for report in reports {
+    let lines = |out: &mut String, report: &DocumentReport| {
         for finding in &report.evaluation.findings {
             out.push_str(&finding_line(&report.label, finding));
             if finding.mode != Mode::Enforce {
                 let _ = write!(out, " ({})", finding.mode);
             }
             out.push('\n');
+        }
+    };
+    for report in reports.iter().filter(|r| !r.unguarded) {
+        lines(&mut out, report);
+    }
+    let unguarded: Vec<&DocumentReport> = reports.iter().filter(|r| r.unguarded).collect();
+    if !unguarded.is_empty() {
+        out.push_str(
+            "unguarded: these ConfigMaps carry AsyncAPI without the asyncapi-guard.io/document label, so admission does not judge them\n",
+        );
+        for report in unguarded {
+            let verdict = if report.evaluation.allowed() {
+                "meets the policy"
+            } else {
+                "violates the policy"
+            };
+            let _ = writeln!(
+                out,
+                "* {} (AsyncAPI {}): {verdict}",
+                report.file,
+                report.evaluation.version.as_deref().unwrap_or("?")
+            );
+            lines(&mut out, report);
         }
     }
     let denied = reports.iter().filter(|r| !r.evaluation.allowed()).count();

@@ -44,6 +44,30 @@ struct Startup {
 /// How often self-managed certificates are checked (renewal happens 30 days before expiry).
 const SELF_MANAGED_CHECK: Duration = Duration::from_secs(3600);
 
+/// The audit needs credentials at start (a missing service account stops start-up), but
+/// never the API server itself: it retries while the webhook serves.
+async fn audit_settings(
+    args: &ServeArgs,
+) -> anyhow::Result<(kube::Config, crate::audit::controller::AuditSettings)> {
+    let kube_config = kube::Config::infer()
+        .await
+        .context("--audit needs Kubernetes credentials (in-cluster or a kubeconfig)")?;
+    let identity = args
+        .pod_name
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("asyncapi-guard-{}", std::process::id()));
+    Ok((
+        kube_config,
+        crate::audit::controller::AuditSettings {
+            lease: args.audit_lease.clone(),
+            namespace: args.namespace.clone(),
+            identity,
+            resync: args.audit_resync,
+        },
+    ))
+}
+
 async fn self_managed(args: &ServeArgs, secret: &str) -> anyhow::Result<SelfManaged> {
     if args.tls_dns_names.is_empty() {
         bail!("--tls-secret needs --tls-dns-names (the Service's names, such as guard.ns.svc)");
@@ -144,6 +168,11 @@ async fn prepare(args: &ServeArgs) -> anyhow::Result<Startup> {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let startup = prepare(&args).await?;
+    let audit = if args.audit {
+        Some(audit_settings(&args).await?)
+    } else {
+        None
+    };
 
     let health = Arc::new(Health::default());
     let metrics = Arc::new(Metrics::default());
@@ -202,6 +231,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.config.clone(),
     );
     let reloading = tokio::spawn(reloader.run(args.reload_interval));
+    if let Some((kube_config, settings)) = audit {
+        crate::audit::controller::spawn(kube_config, state.clone(), settings)
+            .context("cannot start the audit")?;
+    }
     let renewing = startup
         .self_managed
         .map(|managed| tokio::spawn(managed.run(SELF_MANAGED_CHECK)));

@@ -204,7 +204,8 @@ def check_workload(label, values, rendered, objects):
     check(security.get("allowPrivilegeEscalation") is False, f"{label}: allowPrivilegeEscalation false")
     check(security.get("capabilities", {}).get("drop") == ["ALL"], f"{label}: drop ALL capabilities")
     check(pod_security.get("seccompProfile", {}).get("type") == "RuntimeDefault" and security.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{label}: seccomp RuntimeDefault")
-    needs_api = mode == "selfManaged"
+    audit = values["audit"]["enabled"]
+    needs_api = mode == "selfManaged" or audit
     check(spec.get("automountServiceAccountToken") is needs_api, f"{label}: service-account token mounted only when the pods call the API server")
     check("command" not in container and container["args"][0] == "serve", f"{label}: the image's entrypoint runs `serve`")
     annotation = deployment["spec"]["template"]["metadata"]["annotations"].get("checksum/config")
@@ -225,7 +226,29 @@ def check_workload(label, values, rendered, objects):
         secret = volumes.get("tls", {}).get("secret", {}).get("secretName")
         want = values["certificates"]["existingSecret"]["name"] if mode == "existingSecret" else (one(objects, "Certificate") or {}).get("spec", {}).get("secretName")
         check(secret and secret == want, f"{label}: mounts the certificate Secret ({secret} vs {want})")
-        check(not [o for o in objects if o["kind"] in ("Role", "ClusterRole")], f"{label}: no RBAC when the pods need none")
+        if not audit:
+            check(not [o for o in objects if o["kind"] in ("Role", "ClusterRole")], f"{label}: no RBAC when the pods need none")
+    env = {e["name"]: e for e in container.get("env", [])}
+    audit_roles = [o for o in objects if o["kind"] in ("Role", "ClusterRole") and o["metadata"]["name"].endswith("-audit")]
+    if audit:
+        check("--audit" in container["args"], f"{label}: the server audits")
+        check(env.get("ASYNCAPI_GUARD_POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", f"{label}: the pod name is the Lease identity")
+        lease = listen.get("--audit-lease")
+        granted = {(tuple(r.get("apiGroups", [])), tuple(r["resources"]), tuple(r.get("resourceNames", [])), v) for o in audit_roles for r in o["rules"] for v in r["verbs"]}
+        wanted = {
+            (("",), ("configmaps",), (), "list"), (("",), ("configmaps",), (), "watch"),
+            (("asyncapi-guard.io",), ("asyncapis",), (), "list"), (("asyncapi-guard.io",), ("asyncapis",), (), "watch"),
+            (("asyncapi-guard.io",), ("asyncapis/status",), (), "patch"),
+            (("events.k8s.io",), ("events",), (), "create"),
+            (("coordination.k8s.io",), ("leases",), (lease,), "get"), (("coordination.k8s.io",), ("leases",), (lease,), "patch"),
+            (("coordination.k8s.io",), ("leases",), (), "create"),
+        }
+        check(wanted <= granted, f"{label}: the audit's RBAC grants {sorted(wanted - granted)}")
+        writes = {g for g in granted if g[3] in ("create", "update", "patch", "delete") }
+        allowed_writes = {g for g in wanted if g[3] in ("create", "patch")} | {(("events.k8s.io",), ("events",), (), "patch")}
+        check(writes <= allowed_writes, f"{label}: the audit's RBAC writes only what it must: {sorted(writes - allowed_writes)}")
+    else:
+        check("--audit" not in container["args"] and not audit_roles, f"{label}: no audit, no audit RBAC")
     pdb = [o for o in objects if o["kind"] == "PodDisruptionBudget"]
     check(bool(pdb) == (values["podDisruptionBudget"]["enabled"] and values["replicaCount"] > 1), f"{label}: PodDisruptionBudget with more than one replica")
     if values["topologySpread"]["enabled"]:
@@ -234,6 +257,16 @@ def check_workload(label, values, rendered, objects):
     grace = spec["terminationGracePeriodSeconds"]
     seconds = lambda d: int(d[:-1]) if d.endswith("s") and not d.endswith("ms") else 0
     check(grace > seconds(values["server"]["shutdownDelay"]) + seconds(values["server"]["shutdownGrace"]), f"{label}: the grace period covers draining")
+
+
+def check_args_parse(label, binary, objects):
+    """The Deployment's args are flags the binary knows: it gets past parsing and stops at
+    the first file or credential it cannot find here (not at a usage error)."""
+    container = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {"PATH": os.environ.get("PATH", ""), "KUBECONFIG": "/nonexistent"}
+    result = subprocess.run([binary] + container["args"], capture_output=True, text=True, env=env, timeout=30)
+    check(result.returncode != 0 and "Usage:" not in result.stderr and result.stderr.startswith("asyncapi-guard: "),
+          f"{label}: the Deployment's args parse: {result.stderr.strip()[:300]}")
 
 
 def check_config_loads(label, binary, rendered):
@@ -348,6 +381,7 @@ def main():
         check_webhook(label, merged, objects)
         check_workload(label, merged, first, objects)
         check_config_loads(label, binary, first)
+        check_args_parse(label, binary, objects)
         if not values:
             default_objects = objects
             check_notes(binary, first)

@@ -21,6 +21,7 @@ pub fn client(namespace: &str) -> (kube::Client, MockApi) {
 /// One request the client made.
 pub struct Exchange {
     pub method: Method,
+    pub content_type: String,
     /// Path and query.
     pub uri: String,
     pub body: Value,
@@ -51,6 +52,15 @@ pub fn status(code: u16, reason: &str, message: &str) -> Value {
 }
 
 impl MockApi {
+    /// Fails the test if the client makes a request within `within`.
+    pub async fn expect_nothing(&mut self, within: std::time::Duration) {
+        if let Ok(Some((request, _))) =
+            tokio::time::timeout(within, self.handle.next_request()).await
+        {
+            panic!("unexpected request {} {}", request.method(), request.uri());
+        }
+    }
+
     /// The next request; fails the test if it is not `method` on a URI starting with `uri`.
     pub async fn expect(&mut self, method: Method, uri: &str) -> Exchange {
         let (request, send) = tokio::time::timeout(
@@ -78,8 +88,15 @@ impl MockApi {
             "expected {method} {uri}, got {} {got}",
             parts.method
         );
+        let content_type = parts
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         Exchange {
             method: parts.method,
+            content_type,
             uri: got,
             body,
             send,

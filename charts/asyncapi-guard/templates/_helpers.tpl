@@ -59,7 +59,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Whether the pods talk to the API server (and need a service-account token). */}}
 {{- define "asyncapi-guard.needsApi" -}}
-{{- if eq .Values.certificates.mode "selfManaged" }}true{{ end }}
+{{- if or (eq .Values.certificates.mode "selfManaged") .Values.audit.enabled }}true{{ end }}
 {{- end }}
 
 {{/* The configuration file, from .Values.policy and the Kubernetes values. */}}

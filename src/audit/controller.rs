@@ -1,0 +1,404 @@
+//! The in-cluster audit (`serve --audit`): one replica at a time holds a Lease and does the
+//! writing. It watches ConfigMaps and AsyncAPI resources, writes the `SecurityCompliant`
+//! condition of each AsyncAPI resource, emits an Event on each non-compliant or unguarded
+//! ConfigMap, and exports the violations as gauges. It writes only what changed, backs off on
+//! API errors, and never stands in the way of admission: it runs beside it and only retries.
+//!
+//! Watches keep a small summary per object, not the objects: a cluster's ConfigMaps can be
+//! large, and the webhook's memory should not grow with them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::events::{Event, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
+use tracing::{info, warn};
+
+use super::status::{config_map_event, desired_condition};
+use super::{Audited, asyncapi_resource, config_map_resource};
+use crate::engine::finding::RuleId;
+use crate::webhook::api::AppState;
+use crate::webhook::metrics::ViolationLabels;
+use crate::webhook::state::ActiveConfig;
+
+pub const FIELD_MANAGER: &str = "asyncapi-guard-audit";
+
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The Lease, in `namespace`, that elects the replica that writes.
+    pub lease: String,
+    pub namespace: String,
+    /// This replica's name in the Lease (the pod name).
+    pub identity: String,
+    /// Everything is re-judged this often, and whenever the configuration changes.
+    pub resync: Duration,
+}
+
+/// Runs the audit on a thread of its own for the life of the server: its retries against an
+/// unreachable API server can never take time from admission requests.
+pub fn spawn(
+    config: kube::Config,
+    state: AppState,
+    settings: AuditSettings,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("audit".to_owned())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => return warn!(error = %e, "audit: cannot start its runtime"),
+            };
+            runtime.block_on(async move {
+                match Client::try_from(config) {
+                    Ok(client) => run(client, state, settings).await,
+                    Err(e) => warn!(error = %e, "audit: cannot make a Kubernetes client"),
+                }
+            });
+        })
+}
+
+/// Leads when this replica holds the Lease; waits otherwise.
+pub async fn run(client: Client, state: AppState, settings: AuditSettings) {
+    let manager = loop {
+        let built = LeaseManagerBuilder::new(client.clone(), &settings.lease)
+            .with_namespace(&settings.namespace)
+            .with_identity(&settings.identity)
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await;
+        match built {
+            Ok(manager) => break manager,
+            Err(e) => {
+                warn!(error = %e, "audit: cannot set up the lease; retrying");
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        }
+    };
+    let (mut leading, _lease_task) = manager.watch().await;
+    loop {
+        while !*leading.borrow_and_update() {
+            if leading.changed().await.is_err() {
+                return;
+            }
+        }
+        info!(identity = %settings.identity, "audit: this replica holds the lease and audits the cluster");
+        let mut auditor = Auditor::new(client.clone(), state.clone(), &settings);
+        tokio::select! {
+            () = auditor.lead(&settings) => {}
+            () = async { while *leading.borrow_and_update() { if leading.changed().await.is_err() { break; } } } => {}
+        }
+        info!("audit: lease lost; another replica audits");
+        auditor.forget_all();
+    }
+}
+
+/// What the audit remembers of one object.
+#[derive(Debug, Default, Clone)]
+struct Summary {
+    namespace: String,
+    violations: Vec<RuleId>,
+    /// The note of the last Event emitted for it, so that an unchanged verdict is not repeated.
+    last_event: Option<String>,
+    /// Not seen again since the watch restarted: deleted while no one was watching.
+    stale: bool,
+}
+
+pub struct Auditor {
+    client: Client,
+    state: AppState,
+    recorder: Recorder,
+    /// By resource plural and object uid.
+    objects: HashMap<(String, String), Summary>,
+    counts: BTreeMap<(String, RuleId), i64>,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auditor")
+            .field("objects", &self.objects.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auditor {
+    pub fn new(client: Client, state: AppState, settings: &AuditSettings) -> Self {
+        let reporter = Reporter {
+            controller: "asyncapi-guard".to_owned(),
+            instance: Some(settings.identity.clone()),
+        };
+        Auditor {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            state,
+            objects: HashMap::new(),
+            counts: BTreeMap::new(),
+        }
+    }
+
+    /// Watches and judges until the lease is lost (the caller drops this future).
+    async fn lead(&mut self, settings: &AuditSettings) {
+        loop {
+            let config = self.state.config.load_full();
+            let resources = [config_map_resource(), asyncapi_resource()];
+            let streams = resources.iter().map(|resource| {
+                let api: Api<DynamicObject> = Api::all_with(self.client.clone(), resource);
+                watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .map(move |event| (resource.clone(), event))
+                    .boxed()
+            });
+            let mut events = futures::stream::select_all(streams);
+            let deadline = tokio::time::sleep(settings.resync);
+            tokio::pin!(deadline);
+            let mut config_check = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    next = events.next() => match next {
+                        Some((resource, Ok(event))) => self.on_event(&config, &resource, event).await,
+                        // The watcher backs off and resumes on its own.
+                        Some((resource, Err(e))) => warn!(resource = %resource.plural, error = %e, "audit: watch error"),
+                        None => break,
+                    },
+                    () = &mut deadline => {
+                        info!("audit: periodic re-audit");
+                        break;
+                    }
+                    _ = config_check.tick() => {
+                        if !Arc::ptr_eq(&config, &self.state.config.load_full()) {
+                            info!("audit: configuration changed; re-auditing");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One event of a watch: judges what was applied, forgets what was deleted, and after a
+    /// relist forgets what did not come back.
+    pub async fn on_event(
+        &mut self,
+        config: &ActiveConfig,
+        resource: &ApiResource,
+        event: watcher::Event<DynamicObject>,
+    ) {
+        match event {
+            watcher::Event::Init => {
+                for ((plural, _), summary) in &mut self.objects {
+                    if *plural == resource.plural {
+                        summary.stale = true;
+                    }
+                }
+            }
+            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
+                self.audit(config, resource, &object).await;
+            }
+            watcher::Event::Delete(object) => {
+                let key = (resource.plural.clone(), object.uid().unwrap_or_default());
+                self.forget(&key);
+            }
+            watcher::Event::InitDone => {
+                let stale: Vec<_> = self
+                    .objects
+                    .iter()
+                    .filter(|((plural, _), s)| *plural == resource.plural && s.stale)
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for key in stale {
+                    self.forget(&key);
+                }
+            }
+        }
+    }
+
+    /// Judges one object and writes what changed.
+    pub async fn audit(
+        &mut self,
+        config: &ActiveConfig,
+        resource: &ApiResource,
+        object: &DynamicObject,
+    ) {
+        let audited = Audited::judge(&config.engine, &config.kubernetes, resource, object);
+        let key = (resource.plural.clone(), object.uid().unwrap_or_default());
+        if !audited.carries_documents() {
+            self.forget(&key);
+            return;
+        }
+        let mut summary = self.objects.get(&key).cloned().unwrap_or_default();
+        summary.stale = false;
+        summary.namespace = object.namespace().unwrap_or_default();
+        let violations: Vec<RuleId> = audited.violations().map(|(_, f)| f.rule).collect();
+        self.count(&summary.namespace, &summary.violations, -1);
+        self.count(&summary.namespace, &violations, 1);
+        summary.violations = violations;
+
+        if audited.id.is_asyncapi_resource() {
+            let current: Vec<Condition> = object
+                .data
+                .pointer("/status/conditions")
+                .and_then(|c| serde_json::from_value(c.clone()).ok())
+                .unwrap_or_default();
+            let condition = desired_condition(
+                &audited,
+                &current,
+                object.meta().generation,
+                Timestamp::now(),
+            );
+            if let Some(condition) = condition
+                && let Err(e) = write_condition(&self.client, object, &condition).await
+            {
+                warn!(object = %audited.id, error = %e, "audit: cannot write the status; will retry at the next re-audit");
+            }
+        } else {
+            let event = config_map_event(&audited);
+            let note = event.as_ref().and_then(|e| e.note.clone());
+            if let Some(event) = event.filter(|_| note != summary.last_event) {
+                match publish_event(&self.recorder, resource, object, &event).await {
+                    Ok(()) => summary.last_event = note,
+                    Err(e) => {
+                        warn!(object = %audited.id, error = %e, "audit: cannot emit the event; will retry at the next re-audit")
+                    }
+                }
+            } else if note.is_none() {
+                summary.last_event = None;
+            }
+        }
+        self.objects.insert(key, summary);
+    }
+
+    fn forget(&mut self, key: &(String, String)) {
+        if let Some(summary) = self.objects.remove(key) {
+            self.count(&summary.namespace, &summary.violations, -1);
+        }
+    }
+
+    fn forget_all(&mut self) {
+        self.objects.clear();
+        self.counts.clear();
+        self.state.metrics.audit_violations.clear();
+    }
+
+    /// Keeps the gauges equal to the current violations, by namespace and rule.
+    fn count(&mut self, namespace: &str, rules: &[RuleId], delta: i64) {
+        for rule in rules {
+            let key = (namespace.to_owned(), *rule);
+            let count = self.counts.entry(key.clone()).or_insert(0);
+            *count += delta;
+            let labels = ViolationLabels {
+                namespace: namespace.to_owned(),
+                rule: rule.to_string(),
+            };
+            if *count <= 0 {
+                self.counts.remove(&key);
+                self.state.metrics.audit_violations.remove(&labels);
+            } else {
+                self.state
+                    .metrics
+                    .audit_violations
+                    .get_or_create(&labels)
+                    .set(*count);
+            }
+        }
+    }
+}
+
+/// How many times a write is tried before it waits for the next re-audit.
+const ATTEMPTS: u32 = 4;
+
+fn retryable(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        _ => true,
+    }
+}
+
+async fn with_backoff<T>(
+    mut call: impl AsyncFnMut() -> Result<T, kube::Error>,
+) -> Result<T, kube::Error> {
+    let mut wait = Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Err(e) if attempt < ATTEMPTS && retryable(&e) => {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Server-side apply of our one condition (the list is keyed by type: other conditions stay).
+pub async fn write_condition(
+    client: &Client,
+    object: &DynamicObject,
+    condition: &Condition,
+) -> Result<(), kube::Error> {
+    let resource = asyncapi_resource();
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &object.namespace().unwrap_or_default(),
+        &resource,
+    );
+    let patch = serde_json::json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "status": {
+            "observedGeneration": object.meta().generation,
+            "conditions": [condition],
+        },
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let name = object.name_any();
+    with_backoff(|| async {
+        api.patch_status(&name, &params, &Patch::Apply(&patch))
+            .await
+            .map(|_| ())
+    })
+    .await
+}
+
+pub async fn publish_event(
+    recorder: &Recorder,
+    resource: &ApiResource,
+    object: &DynamicObject,
+    event: &Event,
+) -> Result<(), kube::Error> {
+    let reference = object.object_ref(resource);
+    with_backoff(|| recorder.publish(event, &reference)).await
+}
+
+/// For tests of a single audit pass: judges `object` with `state`'s configuration.
+pub async fn audit_once(
+    client: Client,
+    state: AppState,
+    resource: &ApiResource,
+    object: &DynamicObject,
+) -> Vec<(String, String, i64)> {
+    let settings = AuditSettings {
+        lease: String::new(),
+        namespace: String::new(),
+        identity: "test".to_owned(),
+        resync: Duration::from_secs(600),
+    };
+    let config = state.config.load_full();
+    let mut auditor = Auditor::new(client, state, &settings);
+    auditor.audit(&config, resource, object).await;
+    auditor
+        .counts
+        .iter()
+        .map(|((namespace, rule), count)| (namespace.clone(), rule.to_string(), *count))
+        .collect()
+}

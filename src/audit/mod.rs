@@ -1,0 +1,149 @@
+//! The cluster audit: objects created before the webhook, while it was down with
+//! `failurePolicy: Ignore`, or ConfigMaps that carry AsyncAPI without the opt-in label, are
+//! judged with the same engine and reported where people look.
+//!
+//! - [`list`]: the objects, listed page by page (`asyncapi-guard audit`).
+//! - [`status`]: what to write for an object (pure).
+//! - [`controller`]: the in-cluster audit of `serve --audit`.
+
+pub mod controller;
+pub mod list;
+pub mod status;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Resource;
+use kube::api::{ApiResource, DynamicObject};
+
+use crate::engine::finding::{Finding, Mode};
+use crate::engine::{Engine, Overrides};
+use crate::kubernetes::extract::{
+    CR_GROUP, CR_KIND, CR_PLURAL, CR_VERSION, DOCUMENT_LABEL, ExtractConfig, ObjectId,
+};
+use crate::kubernetes::{JudgedDocument, judge_object};
+use crate::report::DocumentReport;
+use crate::report::admission::{Judged, denial_message};
+
+/// The AsyncAPI custom resource, for dynamic API calls.
+pub fn asyncapi_resource() -> ApiResource {
+    ApiResource {
+        group: CR_GROUP.to_owned(),
+        version: CR_VERSION.to_owned(),
+        api_version: format!("{CR_GROUP}/{CR_VERSION}"),
+        kind: CR_KIND.to_owned(),
+        plural: CR_PLURAL.to_owned(),
+    }
+}
+
+pub fn config_map_resource() -> ApiResource {
+    ApiResource::erase::<ConfigMap>(&())
+}
+
+/// An object of the cluster, judged.
+#[derive(Debug, Clone)]
+pub struct Audited {
+    pub id: ObjectId,
+    /// Opted in (a labelled ConfigMap, an AsyncAPI resource), so admission judges it too.
+    pub guarded: bool,
+    pub documents: Vec<JudgedDocument>,
+}
+
+impl Audited {
+    /// Judges `object` of kind `resource`. A ConfigMap without the label is searched for keys
+    /// that hold AsyncAPI documents, whatever the installation's admission settings: those
+    /// are the "unguarded" ones.
+    pub fn judge(
+        engine: &Engine,
+        kubernetes: &ExtractConfig,
+        resource: &ApiResource,
+        object: &DynamicObject,
+    ) -> Audited {
+        let meta = object.meta();
+        let id = ObjectId {
+            group: resource.group.clone(),
+            kind: resource.kind.clone(),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone().unwrap_or_default(),
+        };
+        let labelled = meta
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(DOCUMENT_LABEL));
+        let guarded = !id.is_config_map() || labelled;
+        let search_all = ExtractConfig {
+            inspect_all_config_maps: true,
+            ..kubernetes.clone()
+        };
+        let extract = if guarded { kubernetes } else { &search_all };
+        let documents = judge_object(
+            engine,
+            &id,
+            meta,
+            &object.data,
+            extract,
+            &Overrides::default(),
+        );
+        Audited {
+            id,
+            guarded,
+            documents,
+        }
+    }
+
+    /// Whether it carries an AsyncAPI document at all.
+    pub fn carries_documents(&self) -> bool {
+        !self.documents.is_empty()
+    }
+
+    /// Compliant when no document has a finding the policy enforces.
+    pub fn compliant(&self) -> bool {
+        self.documents.iter().all(|d| d.evaluation.allowed())
+    }
+
+    /// The enforced findings, by document label.
+    pub fn violations(&self) -> impl Iterator<Item = (&str, &Finding)> {
+        self.documents
+            .iter()
+            .flat_map(|d| {
+                d.evaluation
+                    .findings
+                    .iter()
+                    .map(move |f| (d.label.as_str(), f))
+            })
+            .filter(|(_, f)| f.mode == Mode::Enforce)
+    }
+
+    /// The text admission would deny it with.
+    pub fn denial(&self) -> Option<String> {
+        let judged: Vec<Judged<'_>> = self
+            .documents
+            .iter()
+            .map(|d| Judged {
+                label: &d.label,
+                evaluation: &d.evaluation,
+            })
+            .collect();
+        denial_message(&self.id, &judged)
+    }
+
+    /// One report per document, as `check` prints them: `ConfigMap/payments/orders-api/data/asyncapi.yaml`.
+    pub fn reports(&self) -> Vec<DocumentReport> {
+        self.documents
+            .iter()
+            .map(|d| {
+                let file = format!("{}/{}", self.id.path(), d.locator);
+                DocumentReport {
+                    label: if d.evaluation.findings.iter().any(|f| f.pos.is_known()) {
+                        file.clone()
+                    } else {
+                        format!("{}/", self.id.path()) + &d.label
+                    },
+                    artifact: file.clone(),
+                    file,
+                    embedded_at: None,
+                    unguarded: !self.guarded,
+                    evaluation: d.evaluation.clone(),
+                }
+            })
+            .collect()
+    }
+}
