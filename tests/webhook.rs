@@ -8,7 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::server::{Ca, Client, Pki, SecretVolume, Server, plain_get};
+use common::server::{Ca, Client, Pki, SecretVolume, plain_get};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -97,12 +97,7 @@ fn expected(name: &str, review: &Value) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_captured_review_gets_its_verdict() {
     let pki = Pki::new();
-    let server = Server::start(
-        &pki.tls_args()
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let server = pki.start_server(&[]);
     for (name, review) in fixtures() {
         let answer = pki
             .client
@@ -132,15 +127,8 @@ async fn documents_put_into_every_fixture() {
     let pki = Pki::new();
     let config = pki.dir.path().join("all.yaml");
     std::fs::write(&config, "kubernetes:\n  inspectAllConfigMaps: true\n").unwrap();
-    let server = Server::start(
-        &pki.tls_args()
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
-    let mut args = pki.tls_args();
-    args.extend(["--config".to_owned(), config.display().to_string()]);
-    let inspect_all = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = pki.start_server(&[]);
+    let inspect_all = pki.start_server(&["--config", &config.display().to_string()]);
 
     for (name, original) in fixtures() {
         if original["request"]["operation"] == "DELETE" {
@@ -214,12 +202,7 @@ fn fixture(name: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warn_and_audit_modes_allow_and_say_why() {
     let pki = Pki::new();
-    let server = Server::start(
-        &pki.tls_args()
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let server = pki.start_server(&[]);
     let insecure = bytes(&fixture("configmap-create-insecure.json"));
 
     let answer = pki
@@ -276,12 +259,7 @@ async fn warn_and_audit_modes_allow_and_say_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_gets_the_real_verdict() {
     let pki = Pki::new();
-    let server = Server::start(
-        &pki.tls_args()
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let server = pki.start_server(&[]);
     let real = pki
         .client
         .review(
@@ -305,14 +283,7 @@ async fn a_dry_run_gets_the_real_verdict() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_answers_and_the_server_keeps_serving() {
     let pki = Pki::new();
-    let mut args = pki.tls_args();
-    args.extend([
-        "--max-request-bytes".to_owned(),
-        "65536".to_owned(),
-        "--request-timeout".to_owned(),
-        "1s".to_owned(),
-    ]);
-    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = pki.start_server(&["--max-request-bytes", "65536", "--request-timeout", "1s"]);
     let valid = fixture("configmap-create.json");
     let uid = valid["request"]["uid"].as_str().unwrap().to_owned();
     let mut wrong_version = valid.clone();
@@ -407,12 +378,7 @@ async fn bad_requests_get_answers_and_the_server_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_on_both_ports_and_metrics() {
     let pki = Pki::new();
-    let server = Server::start(
-        &pki.tls_args()
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let server = pki.start_server(&[]);
     for path in ["/healthz", "/readyz"] {
         assert_eq!(plain_get(server.metrics, path).await.0, 200, "{path}");
         let request = pki.client.connect(server.admission).await.unwrap();
@@ -430,9 +396,7 @@ async fn health_on_both_ports_and_metrics() {
 async fn certificate_rotation_while_requests_flow() {
     let mut pki = Pki::new();
     // No periodic re-read within the test: only the watcher can see the `..data` swap.
-    let mut args = pki.tls_args();
-    args.extend(["--reload-interval".to_owned(), "1h".to_owned()]);
-    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = pki.start_server(&["--reload-interval", "1h"]);
     let old_leaf = pki
         .client
         .post(server.admission, "/healthz", "text/plain", vec![])
@@ -535,12 +499,8 @@ async fn configuration_reload_keeps_the_last_good_one() {
             "rules:\n  server-security-missing: warn\n  security-scheme-undefined: warn\n",
         )],
     );
-    let mut args = pki.tls_args();
-    args.extend([
-        "--config".to_owned(),
-        volume.path("config.yaml").display().to_string(),
-    ]);
-    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let config = volume.path("config.yaml").display().to_string();
+    let server = pki.start_server(&["--config", &config]);
     let insecure = bytes(&fixture("configmap-create-insecure.json"));
     let allowed = |answer: &Value| response(answer)["allowed"] == true;
 
@@ -580,9 +540,7 @@ async fn configuration_reload_keeps_the_last_good_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_the_request_in_flight_then_exits() {
     let pki = Pki::new();
-    let mut args = pki.tls_args();
-    args.extend(["--shutdown-grace".to_owned(), "10s".to_owned()]);
-    let mut server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut server = pki.start_server(&["--shutdown-grace", "10s"]);
     let body = bytes(&fixture("configmap-create-insecure.json"));
     let (head, tail) = body.split_at(body.len() / 2);
 
@@ -630,9 +588,7 @@ async fn client_certificates_are_verified_when_asked() {
     let api_servers = Ca::new("API server client CA");
     let ca_file = pki.dir.path().join("client-ca.pem");
     std::fs::write(&ca_file, &api_servers.pem).unwrap();
-    let mut args = pki.tls_args();
-    args.extend(["--client-ca".to_owned(), ca_file.display().to_string()]);
-    let server = Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let server = pki.start_server(&["--client-ca", &ca_file.display().to_string()]);
     let review = bytes(&fixture("configmap-create.json"));
 
     let apiserver = Client::new(&[&pki.ca.der], Some(&api_servers.client("kube-apiserver")));
@@ -673,12 +629,7 @@ async fn client_certificates_are_verified_when_asked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_1_2_and_1_3_are_served() {
     let pki = Pki::new();
-    let server = Server::start(
-        &pki.tls_args()
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let server = pki.start_server(&[]);
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
         let client = Client::with_versions(&[&pki.ca.der], None, &[version]);
         let tls = client.connect(server.admission).await.unwrap();

@@ -375,6 +375,13 @@ impl Pki {
         }
     }
 
+    /// The server with this PKI's certificate and `extra` flags.
+    pub fn start_server(&self, extra: &[&str]) -> Server {
+        let mut args = self.tls_args();
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
     pub fn tls_args(&self) -> Vec<String> {
         vec![
             "--tls-cert".into(),
