@@ -132,11 +132,7 @@ impl Audited {
             .map(|d| {
                 let file = format!("{}/{}", self.id.path(), d.locator);
                 DocumentReport {
-                    label: if d.evaluation.findings.iter().any(|f| f.pos.is_known()) {
-                        file.clone()
-                    } else {
-                        format!("{}/", self.id.path()) + &d.label
-                    },
+                    label: file.clone(),
                     artifact: file.clone(),
                     file,
                     embedded_at: None,

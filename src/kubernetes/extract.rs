@@ -122,7 +122,10 @@ pub fn extract<'o>(
     }
     if id.is_asyncapi_resource() {
         return vec![structured_field(body, "/spec").unwrap_or_else(|| {
-            unreadable("/spec", "the AsyncAPI resource has no spec".to_owned())
+            field(
+                "/spec",
+                Content::Unreadable("the AsyncAPI resource has no spec".to_owned()),
+            )
         })];
     }
     config
@@ -204,34 +207,25 @@ fn config_map<'o>(meta: &ObjectMeta, body: &'o Value, config: &ExtractConfig) ->
 
 /// The field at `pointer`: text, a structured document, or nothing if absent.
 fn structured_field<'o>(body: &'o Value, pointer: &str) -> Option<Carried<'o>> {
-    let value = body.pointer(pointer)?;
-    Some(match value {
-        Value::String(text) => Carried {
-            locator: pointer.trim_start_matches('/').to_owned(),
-            label: pointer.trim_start_matches('/').to_owned(),
-            content: Content::Text(Cow::Borrowed(text.as_bytes())),
-        },
-        Value::Object(_) => Carried {
-            locator: pointer.trim_start_matches('/').to_owned(),
-            label: pointer.trim_start_matches('/').to_owned(),
-            content: Content::Field(pointer.to_owned()),
-        },
+    let content = match body.pointer(pointer)? {
+        Value::String(text) => Content::Text(Cow::Borrowed(text.as_bytes())),
+        Value::Object(_) => Content::Field(pointer.to_owned()),
         Value::Null => return None,
-        other => unreadable(
-            pointer,
-            format!(
-                "{pointer} is a {}, not an AsyncAPI document",
-                json_type(other)
-            ),
-        ),
-    })
+        other => Content::Unreadable(format!(
+            "{pointer} is a {}, not an AsyncAPI document",
+            json_type(other)
+        )),
+    };
+    Some(field(pointer, content))
 }
 
-fn unreadable<'o>(pointer: &str, why: String) -> Carried<'o> {
+/// A document in a field: named by its pointer, without the leading slash (`spec`).
+fn field<'o>(pointer: &str, content: Content<'o>) -> Carried<'o> {
+    let name = pointer.trim_start_matches('/').to_owned();
     Carried {
-        locator: pointer.trim_start_matches('/').to_owned(),
-        label: pointer.trim_start_matches('/').to_owned(),
-        content: Content::Unreadable(why),
+        locator: name.clone(),
+        label: name,
+        content,
     }
 }
 

@@ -216,8 +216,6 @@ mod tests {
 
     fn state() -> AppState {
         let health = Arc::new(Health::default());
-        health.set_certificate_loaded();
-        health.set_config_loaded();
         AppState {
             config: Arc::new(ArcSwap::from_pointee(ActiveConfig::default())),
             metrics: Arc::new(Metrics::default()),

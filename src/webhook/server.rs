@@ -177,8 +177,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let health = Arc::new(Health::default());
     let metrics = Arc::new(Metrics::default());
     metrics.set_certificate_expiry(startup.tls.expires_at);
-    health.set_certificate_loaded();
-    health.set_config_loaded();
     let state = AppState {
         config: Arc::new(ArcSwap::from_pointee(ActiveConfig::from(startup.config))),
         metrics,

@@ -24,23 +24,14 @@ impl From<Config> for ActiveConfig {
     }
 }
 
-/// Readiness: certificate and configuration loaded, and not draining.
+/// Readiness. The server listens only once its certificate and configuration are loaded,
+/// and reloads keep the last good ones, so what remains to say is whether it is draining.
 #[derive(Debug, Default)]
 pub struct Health {
-    certificate_loaded: AtomicBool,
-    config_loaded: AtomicBool,
     draining: AtomicBool,
 }
 
 impl Health {
-    pub fn set_certificate_loaded(&self) {
-        self.certificate_loaded.store(true, Ordering::Release);
-    }
-
-    pub fn set_config_loaded(&self) {
-        self.config_loaded.store(true, Ordering::Release);
-    }
-
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
@@ -53,10 +44,6 @@ impl Health {
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.is_draining() {
             Err("draining")
-        } else if !self.certificate_loaded.load(Ordering::Acquire) {
-            Err("certificate not loaded")
-        } else if !self.config_loaded.load(Ordering::Acquire) {
-            Err("configuration not loaded")
         } else {
             Ok(())
         }
