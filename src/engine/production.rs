@@ -66,9 +66,19 @@ impl ProductionSelector {
             && !self.exclude.iter().any(|r| r.is_match(key))
     }
 
-    /// Whether a tag name marks a production server (exact, ASCII case-insensitive).
+    /// Prefixes under which a configured tag also counts: the AsyncAPI specification's
+    /// examples (2.5.0 onwards, 3.x) tag servers `env:production`, `env:staging`, ...
+    pub const TAG_PREFIXES: [&'static str; 2] = ["env:", "environment:"];
+
+    /// Whether a tag name marks a production server: a configured tag, alone or after one
+    /// of [`Self::TAG_PREFIXES`], exact and ASCII case-insensitive (`env:productions` and
+    /// `Production line` are not).
     pub fn tag_matches(&self, tag: &str) -> bool {
-        self.tags.iter().any(|t| t.eq_ignore_ascii_case(tag))
+        let bare = Self::TAG_PREFIXES
+            .iter()
+            .find_map(|prefix| strip_prefix_ascii_case(tag, prefix))
+            .unwrap_or(tag);
+        self.tags.iter().any(|t| t.eq_ignore_ascii_case(bare))
     }
 }
 
@@ -81,6 +91,12 @@ impl Default for ProductionSelector {
             all_servers: false,
         }
     }
+}
+
+fn strip_prefix_ascii_case<'t>(text: &'t str, prefix: &str) -> Option<&'t str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 /// Patterns match with ASCII case folding only, as POLICY.md says (`unicode(false)`:
@@ -149,6 +165,38 @@ mod tests {
         assert!(s.tag_matches("PROD"));
         assert!(s.tag_matches("Production"));
         assert!(!s.tag_matches("production-eu"));
+    }
+
+    #[test]
+    fn env_prefixed_tags_of_the_specification_examples() {
+        let s = ProductionSelector::default();
+        for tag in [
+            "env:production",
+            "env:prod",
+            "ENV:Production",
+            "environment:production",
+            "Environment:PROD",
+        ] {
+            assert!(s.tag_matches(tag), "{tag} should mark production");
+        }
+        for tag in [
+            "env:productions",
+            "env:staging",
+            "env: production",
+            "env:",
+            "environment:",
+            "Production line",
+            "envproduction",
+            "env:env:production",
+            "stage:production",
+        ] {
+            assert!(!s.tag_matches(tag), "{tag} should not mark production");
+        }
+        // A configured tag list gets the same prefixes.
+        let live = ProductionSelector::new(&[], &[], &["live".into()], false).unwrap();
+        assert!(live.tag_matches("env:live"));
+        assert!(live.tag_matches("environment:LIVE"));
+        assert!(!live.tag_matches("env:production"));
     }
 
     #[test]
