@@ -100,7 +100,7 @@ fn generated(c: &mut Criterion) {
             |b, yaml| b.iter(|| engine.load(yaml).map(|s| s.tree.len())),
         );
         let stream = engine.load(&yaml).unwrap();
-        let value = asyncapi_guard::engine::document::json::to_json(
+        let value = asyncapi_guard::engine::document::value::to_json(
             stream.tree.node(stream.documents[0].0),
             100,
         )

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::engine::document::json::to_json;
 use crate::engine::document::pointer::{self, Located};
-use crate::engine::document::yaml::{self, Limits, LoadError};
+use crate::engine::document::value::to_json;
+use crate::engine::document::{self, Limits, LoadError};
 use crate::engine::document::{NodeRef, Pos};
 use crate::engine::finding::{Mode, RuleId};
 use crate::engine::policy::Policy;
@@ -118,8 +118,8 @@ impl Config {
             message: error.to_string(),
         };
         let limits = Limits::default();
-        let text = yaml::check_bytes(bytes, &limits).map_err(syntax)?;
-        let stream = match yaml::parse_stream(text, &limits) {
+        let text = document::check_bytes(bytes, &limits).map_err(syntax)?;
+        let stream = match document::load(text, &limits) {
             Ok(stream) => stream,
             // A file of comments only: every default.
             Err(LoadError::Empty) => return Ok(Config::default()),
@@ -128,6 +128,7 @@ impl Config {
         let root = match stream.documents.as_slice() {
             [(root, _)] => stream.tree.node(*root),
             [_, (_, second), ..] => {
+                let second = stream.tree.pos(*second);
                 return Err(ConfigError::Syntax {
                     source_name: source_name.to_owned(),
                     line: second.line,
@@ -160,7 +161,7 @@ impl Reader<'_> {
                 here.child(token)
                     .or_else(|| pointer::resolve(here.node, &format!("/{token}")))
             })
-            .map_or(Pos::UNKNOWN, |l| l.pos);
+            .map_or(Pos::UNKNOWN, |l| l.pos());
         ConfigError::Invalid {
             source_name: self.source_name.to_owned(),
             field: field.to_owned(),
@@ -227,8 +228,11 @@ impl Reader<'_> {
                 .alias_expansion_floor
                 .unwrap_or(default.alias_floor),
         };
-        if limits.max_bytes == 0 {
-            return Err(self.invalid("limits.maxDocumentBytes", "must be at least 1"));
+        if !(1..=Limits::MAX_BYTES_CEILING).contains(&limits.max_bytes) {
+            return Err(self.invalid(
+                "limits.maxDocumentBytes",
+                format!("must be between 1 and {}", Limits::MAX_BYTES_CEILING),
+            ));
         }
         if !(2..=MAX_DEPTH_CEILING).contains(&limits.max_depth) {
             return Err(self.invalid(
@@ -350,7 +354,10 @@ mod tests {
                 "kubernetes:\n  kinds:\n    - kind: ConfigMap\n      field: /data\n",
                 "kubernetes.kinds[0].kind: ConfigMap is always inspected",
             ),
-            ("mode: [\n", "config.yaml:2:1: YAML syntax error"),
+            (
+                "mode: [\n",
+                "config.yaml:1:7: YAML syntax error: unclosed bracket",
+            ),
             (
                 "a: 1\n---\nb: 2\n",
                 "config.yaml:2:1: the configuration must be a single YAML document",

@@ -230,7 +230,7 @@ proptest! {
         let Ok(text) = std::str::from_utf8(source) else { return Ok(()) };
         let Ok(stream) = engine.load(text) else { return Ok(()) };
         let [(root, _)] = stream.documents.as_slice() else { return Ok(()) };
-        let Ok(mut value) = asyncapi_guard::engine::document::json::to_json(stream.tree.node(*root), 100) else { return Ok(()) };
+        let Ok(mut value) = asyncapi_guard::engine::document::value::to_json(stream.tree.node(*root), 100) else { return Ok(()) };
         for (pick, change) in &changes {
             mutate(&mut value, *pick, change);
         }

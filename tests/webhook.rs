@@ -186,7 +186,7 @@ async fn documents_put_into_every_fixture() {
 fn yaml_to_json(yaml: &str) -> String {
     let engine = asyncapi_guard::engine::Engine::default();
     let stream = engine.load(yaml).unwrap();
-    let value = asyncapi_guard::engine::document::json::to_json(
+    let value = asyncapi_guard::engine::document::value::to_json(
         stream.tree.node(stream.documents[0].0),
         100,
     )

@@ -121,7 +121,7 @@ mod tests {
         let spec: serde_json::Value = {
             let engine = Engine::default();
             let stream = engine.load(document).unwrap();
-            crate::engine::document::json::to_json(stream.tree.node(stream.documents[0].0), 100)
+            crate::engine::document::value::to_json(stream.tree.node(stream.documents[0].0), 100)
                 .unwrap()
         };
         let object: DynamicObject = serde_json::from_value(serde_json::json!({

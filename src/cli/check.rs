@@ -122,7 +122,7 @@ fn judge_file(
     bytes: &[u8],
     overrides: &Overrides,
 ) -> Vec<DocumentReport> {
-    let text = match crate::engine::document::yaml::check_bytes(bytes, &engine.policy().limits) {
+    let text = match crate::engine::document::check_bytes(bytes, &engine.policy().limits) {
         Ok(text) => text,
         Err(error) => {
             return vec![DocumentReport::file(

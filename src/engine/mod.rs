@@ -10,8 +10,7 @@ mod refs;
 pub mod rules;
 pub mod version;
 
-use document::yaml::{self, LoadError};
-use document::{NodeRef, json};
+use document::{LoadError, NodeRef, Stream};
 use finding::{Finding, Mode};
 use policy::Policy;
 use rules::document_invalid;
@@ -65,7 +64,7 @@ impl Engine {
 
     /// Judges a file's or a ConfigMap key's bytes.
     pub fn evaluate_bytes(&self, bytes: &[u8], overrides: &Overrides) -> Evaluation {
-        match yaml::check_bytes(bytes, &self.policy.limits) {
+        match document::check_bytes(bytes, &self.policy.limits) {
             Ok(text) => self.evaluate_text(text, overrides),
             Err(error) => self.finish(
                 None,
@@ -82,17 +81,20 @@ impl Engine {
         }
     }
 
-    /// Parses `text` under the policy's limits.
-    pub fn load<'t>(&self, text: &'t str) -> Result<yaml::Stream<'t>, LoadError> {
-        yaml::parse_stream(text, &self.policy.limits)
+    /// Parses `text` (JSON or YAML, by content) under the policy's limits.
+    pub fn load<'t>(&self, text: &'t str) -> Result<Stream<'t>, LoadError> {
+        document::load(text, &self.policy.limits)
     }
 
     /// Judges a loaded file: it must hold exactly one document.
-    pub fn evaluate_stream(&self, stream: &yaml::Stream<'_>, overrides: &Overrides) -> Evaluation {
+    pub fn evaluate_stream(&self, stream: &Stream<'_>, overrides: &Overrides) -> Evaluation {
         match stream.documents.as_slice() {
             [(root, _)] => self.evaluate_root(stream.tree.node(*root), overrides),
             [_, (_, second), ..] => {
-                let finding = document_invalid::several_documents(stream.documents.len(), *second);
+                let finding = document_invalid::several_documents(
+                    stream.documents.len(),
+                    stream.tree.pos(*second),
+                );
                 self.finish(None, vec![finding], overrides)
             }
             [] => self.evaluate_load_error(&LoadError::Empty, overrides),
@@ -120,7 +122,7 @@ impl Engine {
         if !bytes.windows(8).any(|w| w == b"asyncapi") {
             return None;
         }
-        let text = yaml::check_bytes(bytes, &self.policy.limits).ok()?;
+        let text = document::check_bytes(bytes, &self.policy.limits).ok()?;
         let stream = self.load(text).ok()?;
         let [(root, _)] = stream.documents.as_slice() else {
             return None;
@@ -130,15 +132,29 @@ impl Engine {
         Some(self.evaluate_root(root, overrides))
     }
 
-    /// Judges a document given as a JSON value (a custom resource's `spec`).
+    /// Judges a document that is a field of a bigger object (a custom resource's `spec`, a
+    /// manifest's structured field): the object was loaded with room for its own nesting,
+    /// so the depth limit is checked here, on the document alone.
+    pub fn evaluate_field(&self, field: NodeRef<'_>, overrides: &Overrides) -> Evaluation {
+        let max = self.policy.limits.max_depth;
+        if field.height() as usize > max {
+            let error = LoadError::TooDeep {
+                max,
+                pos: field.pos(),
+            };
+            return self.evaluate_load_error(&error, overrides);
+        }
+        self.evaluate_root(field, overrides)
+    }
+
+    /// Judges a document given as a JSON value (an object the cluster client decoded).
     pub fn evaluate_json(&self, value: &serde_json::Value, overrides: &Overrides) -> Evaluation {
-        match json::from_json(value, self.policy.limits.max_depth) {
-            Ok((tree, root)) => self.evaluate_root(tree.node(root), overrides),
-            Err(error) => self.finish(
-                None,
-                vec![document_invalid::from_load_error(&error)],
-                overrides,
-            ),
+        match document::value::from_json(value, &self.policy.limits) {
+            Ok(stream) => match stream.roots().next() {
+                Some(root) => self.evaluate_root(root, overrides),
+                None => self.evaluate_load_error(&LoadError::Empty, overrides),
+            },
+            Err(error) => self.evaluate_load_error(&error, overrides),
         }
     }
 

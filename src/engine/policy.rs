@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::document::yaml::Limits;
+use super::document::Limits;
 use super::finding::{Mode, RuleId};
 use super::production::ProductionSelector;
 

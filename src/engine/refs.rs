@@ -61,11 +61,11 @@ pub fn follow<'d>(root: NodeRef<'d>, start: Located<'d>) -> Target<'d> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::document::yaml::{Limits, parse_stream};
+    use crate::engine::document::{Limits, load};
 
     fn with_root(src: &str, check: impl FnOnce(NodeRef<'_>)) {
-        let stream = parse_stream(src, &Limits::default()).unwrap();
-        check(stream.tree.node(stream.documents[0].0));
+        let stream = load(src, &Limits::default()).unwrap();
+        check(stream.roots().next().unwrap());
     }
 
     #[test]

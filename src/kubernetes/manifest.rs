@@ -4,9 +4,9 @@ use serde_json::Value;
 
 use super::{extract, identify, judge_carried};
 use crate::engine::document::NodeRef;
-use crate::engine::document::json::to_json;
+use crate::engine::document::Stream;
 use crate::engine::document::pointer;
-use crate::engine::document::yaml::Stream;
+use crate::engine::document::value::to_json;
 use crate::engine::{Engine, Overrides};
 use crate::report::DocumentReport;
 use extract::{Content, ExtractConfig};
@@ -129,7 +129,7 @@ fn judge_one(
             None
         } else {
             pointer::resolve(node, &format!("/{}", carried.locator))
-                .map(|key| key.pos)
+                .map(|key| key.pos())
                 .or(Some(node.pos()))
         };
         reports.push(DocumentReport {

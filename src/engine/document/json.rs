@@ -1,192 +1,469 @@
-//! A JSON value (a custom resource's `spec` as the API server sends it) into the document
-//! model. Such documents have no source text, so every position is unknown.
+//! JSON text (RFC 8259) into the document model, with positions.
+//!
+//! Hand-written because a JSON library gives either speed or positions, not both, and
+//! because the tree must come out exactly as the YAML readers build it: the same builder,
+//! the same duplicate-key refusal, the same depth limit. It is iterative (nesting costs
+//! heap, not stack), so the configured depth limit is the only one that applies.
 
 use std::borrow::Cow;
 
-use serde_json::Value as Json;
+use super::build::{Builder, Collection};
+use super::{Limits, LoadError, Offset, ScalarKind, Stream, Syntax, pos_of};
 
-use super::yaml::LoadError;
-use super::{Entry, Node, NodeId, NodeRef, Pos, ScalarKind, Tree, Value};
-
-/// Borrows the strings of `value`; fails only on nesting deeper than `max_depth`.
-pub fn from_json<'v>(value: &'v Json, max_depth: usize) -> Result<(Tree<'v>, NodeId), LoadError> {
-    let mut tree = Tree::default();
-    let root = add(&mut tree, value, 0, max_depth)?;
-    Ok((tree, root))
+/// Whether `text` may be JSON, judged by its first character: YAML that is not JSON fails
+/// the JSON parser at once, so a wrong guess costs next to nothing.
+pub fn may_be_json(text: &str) -> bool {
+    matches!(
+        text.bytes().find(|b| !is_ws(*b)),
+        Some(b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n')
+    )
 }
 
-fn add<'v>(
-    tree: &mut Tree<'v>,
-    value: &'v Json,
-    depth: usize,
-    max_depth: usize,
-) -> Result<NodeId, LoadError> {
-    let scalar = |text: Cow<'v, str>, kind| Value::Scalar { text, kind };
-    let value = match value {
-        Json::Null => scalar(Cow::Borrowed("null"), ScalarKind::Null),
-        Json::Bool(b) => scalar(
-            Cow::Borrowed(if *b { "true" } else { "false" }),
-            ScalarKind::Bool,
-        ),
-        Json::Number(n) => {
-            let kind = if n.is_f64() {
-                ScalarKind::Float
-            } else {
-                ScalarKind::Int
-            };
-            scalar(Cow::Owned(n.to_string()), kind)
-        }
-        Json::String(s) => scalar(Cow::Borrowed(s.as_str()), ScalarKind::Str),
-        Json::Array(_) | Json::Object(_) if depth >= max_depth => {
-            return Err(LoadError::TooDeep {
-                max: max_depth,
-                pos: Pos::UNKNOWN,
-            });
-        }
-        Json::Array(items) => {
-            let ids = items
-                .iter()
-                .map(|item| add(tree, item, depth + 1, max_depth))
-                .collect::<Result<Vec<_>, _>>()?;
-            Value::Seq(ids)
-        }
-        Json::Object(map) => {
-            let mut entries = Vec::with_capacity(map.len());
-            for (key, item) in map {
-                entries.push(Entry {
-                    key: Cow::Borrowed(key.as_str()),
-                    key_pos: Pos::UNKNOWN,
-                    value: add(tree, item, depth + 1, max_depth)?,
-                });
-            }
-            Value::Map(entries)
-        }
-    };
-    Ok(tree.push(Node {
-        value,
-        pos: Pos::UNKNOWN,
-    }))
-}
-
-/// A node as a JSON value (for configuration files and Kubernetes manifests). Aliases are
-/// expanded here, so the depth is checked again: a chain of aliases can nest deeper than
-/// anything written in the source.
-pub fn to_json(node: NodeRef<'_>, max_depth: usize) -> Result<Json, LoadError> {
-    to_json_at(node, 0, max_depth)
-}
-
-fn to_json_at(node: NodeRef<'_>, depth: usize, max_depth: usize) -> Result<Json, LoadError> {
-    if depth > max_depth {
-        return Err(LoadError::TooDeep {
-            max: max_depth,
-            pos: node.pos(),
+/// Parses a JSON text. `positions` says whether the tree shows line and column (a custom
+/// resource's JSON, which nobody wrote line by line, does not).
+pub fn parse<'a>(text: &'a str, limits: &Limits, positions: bool) -> Result<Stream<'a>, LoadError> {
+    if text.len() > limits.max_bytes {
+        return Err(LoadError::TooLarge {
+            size: text.len(),
+            max: limits.max_bytes,
         });
     }
-    Ok(match node.value() {
-        Value::Scalar { text, kind } => match kind {
-            ScalarKind::Null => Json::Null,
-            ScalarKind::Bool => Json::Bool(text.eq_ignore_ascii_case("true")),
-            ScalarKind::Int | ScalarKind::Float => parse_number(text)
-                .map(Json::Number)
-                .unwrap_or_else(|| Json::String(text.to_string())),
-            ScalarKind::Str => Json::String(text.to_string()),
-        },
-        Value::Seq(items) => Json::Array(
-            items
-                .iter()
-                .map(|&id| to_json_at(node.at(id), depth + 1, max_depth))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Map(entries) => {
-            let mut map = serde_json::Map::with_capacity(entries.len());
-            for entry in entries {
-                map.insert(
-                    entry.key.to_string(),
-                    to_json_at(node.at(entry.value), depth + 1, max_depth)?,
-                );
-            }
-            Json::Object(map)
-        }
-    })
+    let mut parser = JsonParser {
+        text,
+        bytes: text.as_bytes(),
+        i: 0,
+        builder: Builder::new(text, positions, limits),
+        objects: Vec::new(),
+        positions,
+    };
+    parser.document()?;
+    parser.builder.finish()
 }
 
-fn parse_number(text: &str) -> Option<serde_json::Number> {
-    let unsigned = text.strip_prefix('+').unwrap_or(text);
-    if let Some(hex) = unsigned.strip_prefix("0x") {
-        return i64::from_str_radix(hex, 16).ok().map(Into::into);
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+struct JsonParser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    i: usize,
+    builder: Builder<'a>,
+    /// Per open container: whether it is an object.
+    objects: Vec<bool>,
+    positions: bool,
+}
+
+impl<'a> JsonParser<'a> {
+    fn error(&self, at: usize, message: impl Into<String>) -> LoadError {
+        LoadError::Syntax {
+            syntax: Syntax::Json,
+            message: message.into(),
+            pos: if self.positions {
+                pos_of(self.text, at)
+            } else {
+                super::Pos::UNKNOWN
+            },
+        }
     }
-    if let Some(oct) = unsigned.strip_prefix("0o") {
-        return i64::from_str_radix(oct, 8).ok().map(Into::into);
+
+    fn skip_ws(&mut self) {
+        while let Some(&b) = self.bytes.get(self.i) {
+            if !is_ws(b) {
+                break;
+            }
+            self.i += 1;
+        }
     }
-    if let Ok(i) = unsigned.parse::<i64>() {
-        return Some(i.into());
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.i).copied()
     }
-    unsigned
-        .parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
+
+    fn document(&mut self) -> Result<(), LoadError> {
+        self.skip_ws();
+        self.builder.start_document(Offset::new(self.i));
+        loop {
+            // A value is expected here.
+            self.skip_ws();
+            let at = self.i;
+            let offset = Offset::new(at);
+            match self.peek() {
+                Some(b'{') => {
+                    self.builder.open(Collection::Map, offset, 0)?;
+                    self.objects.push(true);
+                    self.i += 1;
+                    self.skip_ws();
+                    if self.peek() == Some(b'}') {
+                        self.i += 1;
+                        self.end_container()?;
+                    } else {
+                        self.key()?;
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    self.builder.open(Collection::Seq, offset, 0)?;
+                    self.objects.push(false);
+                    self.i += 1;
+                    self.skip_ws();
+                    if self.peek() == Some(b']') {
+                        self.i += 1;
+                        self.end_container()?;
+                    } else {
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    let text = self.string()?;
+                    self.builder
+                        .scalar(text, ScalarKind::Str, offset, 0, false)?;
+                }
+                Some(b't') => self.literal("true", ScalarKind::Bool)?,
+                Some(b'f') => self.literal("false", ScalarKind::Bool)?,
+                Some(b'n') => self.literal("null", ScalarKind::Null)?,
+                Some(b'-' | b'0'..=b'9') => self.number()?,
+                Some(_) => return Err(self.error(at, "expected a value")),
+                None => return Err(self.error(at, "unexpected end of input, expected a value")),
+            }
+            // After a value: a separator, the end of a container, or the end of the text.
+            loop {
+                self.skip_ws();
+                let at = self.i;
+                match (self.objects.last(), self.peek()) {
+                    (None, None) => return Ok(()),
+                    (None, Some(_)) => {
+                        return Err(self.error(at, "unexpected text after the JSON value"));
+                    }
+                    (Some(true), Some(b',')) => {
+                        self.i += 1;
+                        self.key()?;
+                        break;
+                    }
+                    (Some(false), Some(b',')) => {
+                        self.i += 1;
+                        break;
+                    }
+                    (Some(true), Some(b'}')) | (Some(false), Some(b']')) => {
+                        self.i += 1;
+                        self.end_container()?;
+                    }
+                    (Some(true), _) => {
+                        return Err(self.error(at, "expected ',' or '}' after an object member"));
+                    }
+                    (Some(false), _) => {
+                        return Err(self.error(at, "expected ',' or ']' after an array element"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_container(&mut self) -> Result<(), LoadError> {
+        self.objects.pop();
+        self.builder.close()
+    }
+
+    /// A member's name and the colon after it.
+    fn key(&mut self) -> Result<(), LoadError> {
+        self.skip_ws();
+        let at = self.i;
+        if self.peek() != Some(b'"') {
+            return Err(self.error(at, "expected a member name in double quotes"));
+        }
+        let key = self.string()?;
+        self.builder
+            .scalar(key, ScalarKind::Str, Offset::new(at), 0, false)?;
+        self.skip_ws();
+        if self.peek() != Some(b':') {
+            return Err(self.error(self.i, "expected ':' after a member name"));
+        }
+        self.i += 1;
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &str, kind: ScalarKind) -> Result<(), LoadError> {
+        let at = self.i;
+        if !self.bytes[at..].starts_with(word.as_bytes()) {
+            return Err(self.error(at, "expected a value"));
+        }
+        self.i += word.len();
+        self.builder.scalar(
+            Cow::Borrowed(&self.text[at..self.i]),
+            kind,
+            Offset::new(at),
+            0,
+            false,
+        )
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn number(&mut self) -> Result<(), LoadError> {
+        let at = self.i;
+        let digits = |p: &Self, from: usize| {
+            p.bytes[from..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
+        };
+        let mut i = at + usize::from(self.bytes[at] == b'-');
+        match self.bytes.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => i += digits(self, i),
+            _ => return Err(self.error(i, "invalid number: expected a digit")),
+        }
+        let mut kind = ScalarKind::Int;
+        if self.bytes.get(i) == Some(&b'.') {
+            let n = digits(self, i + 1);
+            if n == 0 {
+                return Err(self.error(i + 1, "invalid number: expected a digit after '.'"));
+            }
+            i += 1 + n;
+            kind = ScalarKind::Float;
+        }
+        if matches!(self.bytes.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(self.bytes.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let n = digits(self, i);
+            if n == 0 {
+                return Err(self.error(i, "invalid number: expected a digit in the exponent"));
+            }
+            i += n;
+            kind = ScalarKind::Float;
+        }
+        self.i = i;
+        self.builder.scalar(
+            Cow::Borrowed(&self.text[at..i]),
+            kind,
+            Offset::new(at),
+            0,
+            false,
+        )
+    }
+
+    /// A string, at its opening quote. Borrowed from the text unless it has escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>, LoadError> {
+        let start = self.i + 1;
+        let Some(len) = memchr::memchr2(b'"', b'\\', &self.bytes[start..]) else {
+            return Err(self.error(self.i, "unterminated string"));
+        };
+        let end = start + len;
+        self.check_no_controls(start, end)?;
+        if self.bytes[end] == b'"' {
+            self.i = end + 1;
+            return Ok(Cow::Borrowed(&self.text[start..end]));
+        }
+        self.escaped_string(start, end)
+    }
+
+    fn check_no_controls(&self, start: usize, end: usize) -> Result<(), LoadError> {
+        let span = &self.bytes[start..end];
+        // A branch-free scan first (it vectorises); the position only when it matters.
+        if span.iter().fold(false, |any, &b| any | (b < 0x20)) {
+            let at = start + span.iter().position(|&b| b < 0x20).unwrap_or(0);
+            return Err(self.error(at, "control character in a string: escape it"));
+        }
+        Ok(())
+    }
+
+    /// The rest of a string that has an escape at `escape`.
+    fn escaped_string(
+        &mut self,
+        start: usize,
+        mut escape: usize,
+    ) -> Result<Cow<'a, str>, LoadError> {
+        let mut out = String::with_capacity(escape - start + 16);
+        out.push_str(&self.text[start..escape]);
+        loop {
+            // At a backslash.
+            let code = self.bytes.get(escape + 1).copied();
+            let mut next = escape + 2;
+            match code {
+                Some(b'"') => out.push('"'),
+                Some(b'\\') => out.push('\\'),
+                Some(b'/') => out.push('/'),
+                Some(b'b') => out.push('\u{8}'),
+                Some(b'f') => out.push('\u{c}'),
+                Some(b'n') => out.push('\n'),
+                Some(b'r') => out.push('\r'),
+                Some(b't') => out.push('\t'),
+                Some(b'u') => {
+                    let (c, after) = self.unicode_escape(escape)?;
+                    out.push(c);
+                    next = after;
+                }
+                _ => return Err(self.error(escape, "invalid escape in a string")),
+            }
+            let Some(len) = memchr::memchr2(b'"', b'\\', &self.bytes[next..]) else {
+                return Err(self.error(start - 1, "unterminated string"));
+            };
+            let end = next + len;
+            self.check_no_controls(next, end)?;
+            out.push_str(&self.text[next..end]);
+            if self.bytes[end] == b'"' {
+                self.i = end + 1;
+                return Ok(Cow::Owned(out));
+            }
+            escape = end;
+        }
+    }
+
+    /// `\uXXXX` at `at`, with a following `\uXXXX` when the first is a high surrogate.
+    fn unicode_escape(&self, at: usize) -> Result<(char, usize), LoadError> {
+        let hex = |from: usize| -> Option<u32> {
+            let digits = self.bytes.get(from..from + 4)?;
+            let text = std::str::from_utf8(digits).ok()?;
+            if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            u32::from_str_radix(text, 16).ok()
+        };
+        let Some(first) = hex(at + 2) else {
+            return Err(self.error(at, "invalid \\u escape: expected four hex digits"));
+        };
+        let after = at + 6;
+        let code = match first {
+            0xD800..=0xDBFF => {
+                let low = (self.bytes.get(after..after + 2) == Some(b"\\u"))
+                    .then(|| hex(after + 2))
+                    .flatten();
+                match low {
+                    Some(low @ 0xDC00..=0xDFFF) => {
+                        let code = 0x10000 + ((first - 0xD800) << 10) + (low - 0xDC00);
+                        return char::from_u32(code)
+                            .map(|c| (c, after + 6))
+                            .ok_or_else(|| self.error(at, "invalid surrogate pair"));
+                    }
+                    _ => {
+                        return Err(self.error(
+                            at,
+                            "a high surrogate escape must be followed by a low surrogate escape",
+                        ));
+                    }
+                }
+            }
+            0xDC00..=0xDFFF => {
+                return Err(self.error(at, "a low surrogate escape without a high one"));
+            }
+            code => code,
+        };
+        char::from_u32(code)
+            .map(|c| (c, after))
+            .ok_or_else(|| self.error(at, "invalid \\u escape"))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::document::{Pos, Value};
 
-    #[test]
-    fn converts_without_positions() {
-        let json = serde_json::json!({"asyncapi": "2.6.0", "servers": {"p": {"port": 1}}, "l": [true, null, 1.5]});
-        let (tree, root) = from_json(&json, 100).unwrap();
-        let root = tree.node(root);
-        assert_eq!(root.get("asyncapi").unwrap().as_str(), Some("2.6.0"));
-        assert_eq!(root.pos(), Pos::UNKNOWN);
-        let port = root
-            .get("servers")
-            .unwrap()
-            .get("p")
-            .unwrap()
-            .get("port")
-            .unwrap();
-        assert_eq!(port.scalar_text(), Some("1"));
-        assert_eq!(port.as_str(), None);
-        assert_eq!(root.get("l").unwrap().items().count(), 3);
+    fn root_of(text: &str) -> serde_json::Value {
+        let stream = parse(text, &Limits::default(), true).unwrap();
+        crate::engine::document::value::to_json(stream.roots().next().unwrap(), 100).unwrap()
     }
 
     #[test]
-    fn yaml_to_json_keeps_scalar_types() {
-        use crate::engine::document::yaml::{Limits, parse_stream};
-        let stream = parse_stream(
-            "a: 1\nb: '1'\nc: true\nd: ~\ne: [1.5, 0x10]\nf: yes\n",
+    fn values_and_escapes() {
+        assert_eq!(
+            root_of(
+                r#" {"a": [1, -2.5e3, true, false, null], "b\n\u00e9\ud83d\ude80": "x\"\\\/\b\f\r\t"} "#
+            ),
+            serde_json::json!({"a": [1, -2500.0, true, false, null], "b\n\u{e9}🚀": "x\"\\/\u{8}\u{c}\r\t"})
+        );
+        assert_eq!(root_of("\"\u{FFFF}\""), serde_json::json!("\u{FFFF}"));
+        assert_eq!(root_of("[]"), serde_json::json!([]));
+    }
+
+    #[test]
+    fn keeps_positions_and_kinds() {
+        let stream = parse(
+            "{\n  \"servers\": {\n    \"p\": 1.0\n  }\n}",
             &Limits::default(),
+            true,
         )
         .unwrap();
-        let json = to_json(stream.tree.node(stream.documents[0].0), 10).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"a": 1, "b": "1", "c": true, "d": null, "e": [1.5, 16], "f": "yes"})
-        );
-    }
-
-    #[test]
-    fn alias_chains_are_depth_checked() {
-        use crate::engine::document::yaml::{Limits, parse_stream};
-        let mut src = String::from("a0: &a0 [x]\n");
-        for i in 1..50 {
-            src.push_str(&format!("a{i}: &a{i} [*a{}]\n", i - 1));
-        }
-        let stream = parse_stream(&src, &Limits::default()).unwrap();
-        let root = stream.tree.node(stream.documents[0].0);
-        assert!(matches!(to_json(root, 20), Err(LoadError::TooDeep { .. })));
-        assert!(to_json(root, 60).is_ok());
-    }
-
-    #[test]
-    fn refuses_deep_values() {
-        let mut json = serde_json::json!(1);
-        for _ in 0..10 {
-            json = serde_json::json!([json]);
-        }
+        let root = stream.roots().next().unwrap();
+        let servers = root.get("servers").unwrap();
+        let entry = servers.entry("p").unwrap();
+        assert_eq!(stream.tree.pos(entry.key_at), Pos { line: 3, column: 5 });
+        let p = servers.get("p").unwrap();
         assert!(matches!(
-            from_json(&json, 5),
-            Err(LoadError::TooDeep { max: 5, .. })
+            p.value(),
+            Value::Scalar {
+                kind: ScalarKind::Float,
+                ..
+            }
         ));
+        let hidden = parse("{\"a\": 1}", &Limits::default(), false).unwrap();
+        assert!(!hidden.roots().next().unwrap().pos().is_known());
+    }
+
+    #[test]
+    fn rejects_what_rfc_8259_rejects() {
+        for text in [
+            "{\"a\": 1,}",
+            "[1,]",
+            "{'a': 1}",
+            "[01]",
+            "[1.]",
+            "[.5]",
+            "[1e]",
+            "[-]",
+            "[\"a\tb\"]",
+            "[\"\\x\"]",
+            "[\"\\ud800\"]",
+            "[\"\\udc00\"]",
+            "[tru]",
+            "[1] [2]",
+            "{\"a\" 1}",
+            "[",
+            "{\"a\":",
+            "\"abc",
+            "[NaN]",
+        ] {
+            let err = parse(text, &Limits::default(), true).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    LoadError::Syntax {
+                        syntax: Syntax::Json,
+                        ..
+                    }
+                ),
+                "{text:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_and_depth_are_refused() {
+        assert!(matches!(
+            parse("{\"a\": 1, \"a\": 2}", &Limits::default(), true),
+            Err(LoadError::DuplicateKey { .. })
+        ));
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(matches!(
+            parse(&deep, &Limits::default(), true),
+            Err(LoadError::TooDeep { max: 100, .. })
+        ));
+        let limits = Limits {
+            max_depth: 300,
+            ..Limits::default()
+        };
+        assert!(parse(&deep, &limits, true).is_ok());
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let err = parse("{\n  \"a\": 1\n  \"b\": 2\n}", &Limits::default(), true).unwrap_err();
+        assert_eq!(err.pos(), Pos { line: 3, column: 3 });
+        assert!(
+            err.to_string()
+                .starts_with("JSON syntax error: expected ','"),
+            "{err}"
+        );
     }
 }

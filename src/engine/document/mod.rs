@@ -1,19 +1,28 @@
-//! The document model the rules read: an arena of nodes with source positions.
+//! The document model the rules read: an arena of nodes with source positions, and the
+//! loaders that build it from YAML 1.2 or JSON text.
 //!
-//! Nodes live in one `Vec` and refer to each other by index. A YAML alias is stored as a
-//! second reference to the anchored node, never as a copy, so an alias bomb costs
-//! arithmetic (its expanded size is counted, see `yaml`) instead of memory, and dropping a
-//! tree never recurses.
+//! Nodes live in one `Vec` and refer to each other by index; the entries of every mapping
+//! and the items of every sequence live contiguously in two more, so loading allocates per
+//! document, not per node. A YAML alias is stored as a second reference to the anchored
+//! node, never as a copy, so an alias bomb costs arithmetic (its expanded size is counted,
+//! see [`build`]) instead of memory, and dropping a tree never recurses.
+//!
+//! Positions are byte offsets; a line and column are worked out only when something asks
+//! for one (a finding, an error), so a document with no finding never pays for them.
 
+pub(crate) mod build;
 pub mod json;
 pub mod pointer;
+pub mod value;
 pub mod yaml;
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::fmt;
 
-/// A 1-based line and column in the source text; `0` means the node has no source text
-/// (a document that reached us as a JSON value, such as a custom resource's `spec`).
+/// A 1-based line and column (in characters) in the source text; `0` means the node has
+/// no source text (a document that reached us as a JSON value, such as a custom resource's
+/// `spec`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
     pub line: u32,
@@ -35,9 +44,33 @@ impl Pos {
     }
 }
 
+/// A byte offset into the source text, or [`Offset::UNKNOWN`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Offset(u32);
+
+impl Offset {
+    pub const UNKNOWN: Offset = Offset(u32::MAX);
+
+    pub(crate) fn new(offset: usize) -> Offset {
+        // Sources are bounded by `Limits::max_bytes`, which the configuration keeps far
+        // below 4 GiB; an offset that does not fit is simply not shown.
+        Offset(u32::try_from(offset).unwrap_or(u32::MAX))
+    }
+
+    pub fn get(self) -> Option<usize> {
+        (self != Offset::UNKNOWN).then_some(self.0 as usize)
+    }
+}
+
 /// Index of a node in its [`Tree`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(u32);
+
+impl NodeId {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 /// What a scalar is under the YAML 1.2 core schema (JSON scalars map onto the same kinds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,44 +82,68 @@ pub enum ScalarKind {
     Str,
 }
 
+/// Where the children of a collection are, in the tree's entry or item storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Children {
+    start: u32,
+    len: u32,
+}
+
+impl Children {
+    pub fn len(self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.len == 0
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        let start = self.start as usize;
+        start..start + self.len as usize
+    }
+}
+
 #[derive(Debug)]
 pub enum Value<'a> {
     Scalar {
         text: Cow<'a, str>,
         kind: ScalarKind,
     },
-    Seq(Vec<NodeId>),
-    Map(Vec<Entry<'a>>),
+    Seq(Children),
+    Map(Children),
 }
 
-/// One key of a mapping. Keys are scalars; `key_pos` is where the key is written, which is
+/// One key of a mapping. Keys are scalars; `key_at` is where the key is written, which is
 /// where a finding about the entry points (`servers.production` is reported at `production:`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Entry<'a> {
     pub key: Cow<'a, str>,
-    pub key_pos: Pos,
+    pub key_at: Offset,
     pub value: NodeId,
 }
 
 #[derive(Debug)]
 pub struct Node<'a> {
     pub value: Value<'a>,
-    pub pos: Pos,
+    pub at: Offset,
+    /// How many collections deep the node goes: 0 for a scalar, 1 for a collection of
+    /// scalars. Lets a caller check a depth limit on a subtree without walking it.
+    pub height: u32,
 }
 
 /// All nodes of one source (a YAML stream may hold several documents).
 #[derive(Debug, Default)]
 pub struct Tree<'a> {
     nodes: Vec<Node<'a>>,
+    entries: Vec<Entry<'a>>,
+    items: Vec<NodeId>,
+    /// The text the offsets point into; `None` when positions are not to be shown.
+    source: Option<&'a str>,
+    lines: OnceCell<Vec<u32>>,
 }
 
 impl<'a> Tree<'a> {
-    pub(crate) fn push(&mut self, node: Node<'a>) -> NodeId {
-        let id = NodeId(u32::try_from(self.nodes.len()).unwrap_or(u32::MAX));
-        self.nodes.push(node);
-        id
-    }
-
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -98,6 +155,50 @@ impl<'a> Tree<'a> {
     pub fn node(&self, id: NodeId) -> NodeRef<'_> {
         NodeRef { tree: self, id }
     }
+
+    /// The line and column of `offset` in the source, if the tree has one.
+    pub fn pos(&self, offset: Offset) -> Pos {
+        match (self.source, offset.get()) {
+            (Some(source), Some(offset)) => {
+                let lines = self.lines.get_or_init(|| line_starts(source));
+                pos_in(source, lines, offset)
+            }
+            _ => Pos::UNKNOWN,
+        }
+    }
+}
+
+/// The byte offset at which each line starts. Line breaks are LF, CRLF and a lone CR, as
+/// YAML 1.2 counts them.
+pub(crate) fn line_starts(text: &str) -> Vec<u32> {
+    let bytes = text.as_bytes();
+    let mut starts = Vec::with_capacity(bytes.len() / 32 + 1);
+    starts.push(0);
+    for at in memchr::memchr2_iter(b'\n', b'\r', bytes) {
+        let lone_cr = bytes[at] == b'\r' && bytes.get(at + 1) != Some(&b'\n');
+        if bytes[at] == b'\n' || lone_cr {
+            starts.push(Offset::new(at + 1).0);
+        }
+    }
+    starts
+}
+
+fn pos_in(text: &str, lines: &[u32], offset: usize) -> Pos {
+    let line = lines.partition_point(|&start| start as usize <= offset);
+    let start = lines
+        .get(line.saturating_sub(1))
+        .map_or(0, |&start| start as usize);
+    let column = text.get(start..offset).map_or(0, |s| s.chars().count());
+    Pos::new(line.max(1), column + 1)
+}
+
+/// The position of `offset` in `text`, for a one-off question (an error message).
+pub(crate) fn pos_of(text: &str, offset: usize) -> Pos {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    pos_in(text, &line_starts(&text[..offset]), offset)
 }
 
 static MISSING: Node<'static> = Node {
@@ -105,7 +206,8 @@ static MISSING: Node<'static> = Node {
         text: Cow::Borrowed(""),
         kind: ScalarKind::Null,
     },
-    pos: Pos::UNKNOWN,
+    at: Offset::UNKNOWN,
+    height: 0,
 };
 
 /// A node and the tree it lives in: what the rules navigate with.
@@ -117,7 +219,7 @@ pub struct NodeRef<'d> {
 
 impl fmt::Debug for NodeRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeRef({:?} at {:?})", self.id, self.pos())
+        write!(f, "NodeRef({:?} at {:?})", self.id, self.raw().at)
     }
 }
 
@@ -125,7 +227,7 @@ impl<'d> NodeRef<'d> {
     fn raw(&self) -> &'d Node<'d> {
         // Ids are only made by the tree that holds the node, so the fallback is unreachable;
         // it keeps this path free of panics all the same.
-        self.tree.nodes.get(self.id.0 as usize).unwrap_or(&MISSING)
+        self.tree.nodes.get(self.id.index()).unwrap_or(&MISSING)
     }
 
     pub fn id(&self) -> NodeId {
@@ -136,8 +238,16 @@ impl<'d> NodeRef<'d> {
         self.tree
     }
 
+    pub fn at(&self) -> Offset {
+        self.raw().at
+    }
+
     pub fn pos(&self) -> Pos {
-        self.raw().pos
+        self.tree.pos(self.raw().at)
+    }
+
+    pub fn height(&self) -> u32 {
+        self.raw().height
     }
 
     pub fn value(&self) -> &'d Value<'d> {
@@ -180,7 +290,7 @@ impl<'d> NodeRef<'d> {
 
     pub fn entries(&self) -> &'d [Entry<'d>] {
         match self.value() {
-            Value::Map(entries) => entries,
+            Value::Map(children) => self.tree.entries.get(children.range()).unwrap_or(&[]),
             _ => &[],
         }
     }
@@ -190,27 +300,31 @@ impl<'d> NodeRef<'d> {
     }
 
     pub fn get(&self, key: &str) -> Option<NodeRef<'d>> {
-        self.entry(key).map(|e| self.at(e.value))
+        self.entry(key).map(|e| self.child(e.value))
+    }
+
+    fn item_ids(&self) -> &'d [NodeId] {
+        match self.value() {
+            Value::Seq(children) => self.tree.items.get(children.range()).unwrap_or(&[]),
+            _ => &[],
+        }
     }
 
     /// Items of a sequence; empty for anything else.
     pub fn items(&self) -> impl Iterator<Item = NodeRef<'d>> + use<'d> {
         let tree = self.tree;
-        let ids: &'d [NodeId] = match self.value() {
-            Value::Seq(items) => items,
-            _ => &[],
-        };
-        ids.iter().map(move |&id| NodeRef { tree, id })
+        self.item_ids().iter().map(move |&id| NodeRef { tree, id })
     }
 
     pub fn as_seq_len(&self) -> Option<usize> {
         match self.value() {
-            Value::Seq(items) => Some(items.len()),
+            Value::Seq(children) => Some(children.len()),
             _ => None,
         }
     }
 
-    pub fn at(&self, id: NodeId) -> NodeRef<'d> {
+    /// Another node of the same tree.
+    pub fn child(&self, id: NodeId) -> NodeRef<'d> {
         NodeRef {
             tree: self.tree,
             id,
@@ -234,5 +348,230 @@ impl<'d> NodeRef<'d> {
                 ScalarKind::Str => "a string",
             },
         }
+    }
+}
+
+/// Bounds on what one source may cost to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest source accepted, in bytes.
+    pub max_bytes: usize,
+    /// Deepest nesting of mappings and sequences.
+    pub max_depth: usize,
+    /// Alias expansion is refused when it exceeds both `alias_factor` times the number of
+    /// nodes written in the source and `alias_floor` nodes.
+    pub alias_factor: u64,
+    pub alias_floor: u64,
+}
+
+impl Limits {
+    /// The largest `max_bytes` a configuration may set: offsets are 32-bit.
+    pub const MAX_BYTES_CEILING: usize = 1 << 30;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 3 * 1024 * 1024,
+            max_depth: 100,
+            alias_factor: 100,
+            alias_floor: 100_000,
+        }
+    }
+}
+
+/// The notation a syntax error was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    Yaml,
+    Json,
+}
+
+impl fmt::Display for Syntax {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Syntax::Yaml => "YAML",
+            Syntax::Json => "JSON",
+        })
+    }
+}
+
+/// Why a source could not be loaded. Every variant knows where it happened. Syntax errors
+/// (the text is not YAML 1.2 or JSON) are told apart from the refusals of POLICY.md of text
+/// that parses (duplicate keys, keys that are not scalars, limits).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error("the document is {size} bytes, over the limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error("the document is not valid UTF-8 (invalid byte at offset {offset})")]
+    NotUtf8 { offset: usize, pos: Pos },
+    #[error("the document is empty")]
+    Empty,
+    #[error("{syntax} syntax error: {message}")]
+    Syntax {
+        syntax: Syntax,
+        message: String,
+        pos: Pos,
+    },
+    #[error("duplicate key \"{key}\" (first defined at line {first_line})")]
+    DuplicateKey {
+        key: String,
+        pos: Pos,
+        first_line: u32,
+    },
+    #[error("nesting is deeper than {max} levels")]
+    TooDeep { max: usize, pos: Pos },
+    #[error(
+        "YAML aliases expand to {expanded} nodes from {source_nodes} written ones, over the limit of {limit}"
+    )]
+    AliasExpansion {
+        expanded: u64,
+        source_nodes: u64,
+        limit: u64,
+        pos: Pos,
+    },
+    #[error("alias to an anchor that is not defined before it")]
+    UnknownAnchor { pos: Pos },
+    #[error("mapping keys must be scalars (valid YAML, but not in an AsyncAPI document)")]
+    ComplexKey { pos: Pos },
+    #[error("the merge key `<<` needs a mapping or a list of mappings")]
+    BadMerge { pos: Pos },
+}
+
+impl LoadError {
+    pub fn pos(&self) -> Pos {
+        match self {
+            LoadError::TooLarge { .. } | LoadError::Empty => Pos { line: 1, column: 1 },
+            LoadError::NotUtf8 { pos, .. }
+            | LoadError::Syntax { pos, .. }
+            | LoadError::DuplicateKey { pos, .. }
+            | LoadError::TooDeep { pos, .. }
+            | LoadError::AliasExpansion { pos, .. }
+            | LoadError::UnknownAnchor { pos }
+            | LoadError::ComplexKey { pos }
+            | LoadError::BadMerge { pos } => *pos,
+        }
+    }
+
+    /// Whether the text is not YAML (or JSON) at all, as opposed to a refusal of text that
+    /// parses.
+    pub fn is_syntax(&self) -> bool {
+        matches!(
+            self,
+            LoadError::Syntax { .. } | LoadError::UnknownAnchor { .. }
+        )
+    }
+}
+
+/// The documents of one source, sharing one tree.
+#[derive(Debug)]
+pub struct Stream<'a> {
+    pub tree: Tree<'a>,
+    /// The root of each document, and where the document starts.
+    pub documents: Vec<(NodeId, Offset)>,
+}
+
+impl<'a> Stream<'a> {
+    /// The root of each document.
+    pub fn roots(&self) -> impl Iterator<Item = NodeRef<'_>> {
+        self.documents.iter().map(|(root, _)| self.tree.node(*root))
+    }
+}
+
+/// Checks size and encoding, and drops a UTF-8 byte order mark. The size check comes
+/// first, so an oversized input costs nothing.
+pub fn check_bytes<'b>(bytes: &'b [u8], limits: &Limits) -> Result<&'b str, LoadError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(LoadError::TooLarge {
+            size: bytes.len(),
+            max: limits.max_bytes,
+        });
+    }
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Ok(text),
+        Err(e) => {
+            let offset = e.valid_up_to();
+            let valid = String::from_utf8_lossy(&bytes[..offset]);
+            Err(LoadError::NotUtf8 {
+                offset,
+                pos: pos_of(&valid, valid.len()),
+            })
+        }
+    }
+}
+
+/// Loads a source the way POLICY.md says: text that is JSON (RFC 8259) is read as JSON;
+/// any other text as YAML 1.2, whatever the file or key is named (AsyncAPI tools choose by
+/// content, and real `.json` files hold YAML). JSON is a subset of YAML 1.2, so reading a
+/// JSON text with a JSON parser changes nothing but what YAML parsers get wrong (surrogate
+/// pairs) and the speed.
+pub fn load<'a>(text: &'a str, limits: &Limits) -> Result<Stream<'a>, LoadError> {
+    if text.len() > limits.max_bytes {
+        return Err(LoadError::TooLarge {
+            size: text.len(),
+            max: limits.max_bytes,
+        });
+    }
+    let mut json_error = None;
+    if json::may_be_json(text) {
+        match json::parse(text, limits, true) {
+            Ok(stream) => return Ok(stream),
+            // Not JSON after all: YAML decides. Any other refusal (a duplicate key, the
+            // depth) would be YAML's too.
+            Err(error @ LoadError::Syntax { .. }) => json_error = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    yaml::parse(text, limits).map_err(|yaml_error| match json_error {
+        // Both failed: the error found further into the text is the more useful one.
+        Some(json_error) if yaml_error.is_syntax() && json_error.pos() > yaml_error.pos() => {
+            json_error
+        }
+        _ => yaml_error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_count_characters_and_all_line_breaks() {
+        let text = "a: 1\r\nb: é\rc: x\n  d";
+        let lines = line_starts(text);
+        assert_eq!(lines, [0, 6, 12, 17]);
+        assert_eq!(pos_in(text, &lines, 0), Pos { line: 1, column: 1 });
+        assert_eq!(pos_in(text, &lines, 9), Pos { line: 2, column: 4 });
+        assert_eq!(pos_in(text, &lines, 15), Pos { line: 3, column: 4 });
+        assert_eq!(pos_in(text, &lines, 19), Pos { line: 4, column: 3 });
+        for offset in [0, 9, 15, 19] {
+            assert_eq!(pos_of(text, offset), pos_in(text, &lines, offset));
+        }
+    }
+
+    #[test]
+    fn json_text_is_read_as_json_and_other_text_as_yaml() {
+        let limits = Limits::default();
+        // A surrogate pair: JSON's meaning, whatever a YAML parser makes of it.
+        let stream = load(r#"{"x": "\ud83d\ude80"}"#, &limits).unwrap();
+        let root = stream.roots().next().unwrap();
+        assert_eq!(root.get("x").unwrap().as_str(), Some("🚀"));
+        // YAML flow style that is not JSON.
+        let stream = load("{x: 1, y: [a, b],}", &limits).unwrap();
+        let root = stream.roots().next().unwrap();
+        assert_eq!(root.get("y").unwrap().as_seq_len(), Some(2));
+        // A duplicate key in JSON stays refused.
+        assert!(matches!(
+            load(r#"{"a": 1, "a": 2}"#, &limits),
+            Err(LoadError::DuplicateKey { .. })
+        ));
+    }
+
+    #[test]
+    fn of_two_syntax_errors_the_later_one_is_shown() {
+        let err = load("{\"a\": 1,\n \"b\" 2}", &Limits::default()).unwrap_err();
+        assert!(err.is_syntax(), "{err:?}");
+        assert_eq!(err.pos().line, 2);
     }
 }

@@ -7,15 +7,15 @@ use std::borrow::Cow;
 use jsonptr::{Pointer, Token};
 use percent_encoding::percent_decode_str;
 
-use super::{NodeRef, Pos, Value};
+use super::{NodeRef, Offset, Pos, Value};
 
-/// A node with the pointer that names it and the position a finding about it should show:
-/// the key of a mapping entry, or the item itself in a sequence.
+/// A node with the pointer that names it and where a finding about it should point: the
+/// key of a mapping entry, or the item itself in a sequence.
 #[derive(Clone, Debug)]
 pub struct Located<'d> {
     pub node: NodeRef<'d>,
     pub path: String,
-    pub pos: Pos,
+    pub at: Offset,
 }
 
 impl<'d> Located<'d> {
@@ -23,17 +23,22 @@ impl<'d> Located<'d> {
         Located {
             node,
             path: String::new(),
-            pos: node.pos(),
+            at: node.at(),
         }
+    }
+
+    /// The line and column a finding about this node shows.
+    pub fn pos(&self) -> Pos {
+        self.node.tree().pos(self.at)
     }
 
     /// The value under `key`, if this is a mapping that has it.
     pub fn child(&self, key: &str) -> Option<Located<'d>> {
         let entry = self.node.entry(key)?;
         Some(Located {
-            node: self.node.at(entry.value),
+            node: self.node.child(entry.value),
             path: push(&self.path, key),
-            pos: entry.key_pos,
+            at: entry.key_at,
         })
     }
 
@@ -43,9 +48,9 @@ impl<'d> Located<'d> {
             (
                 entry.key.as_ref(),
                 Located {
-                    node: self.node.at(entry.value),
+                    node: self.node.child(entry.value),
                     path: push(&self.path, &entry.key),
-                    pos: entry.key_pos,
+                    at: entry.key_at,
                 },
             )
         })
@@ -59,7 +64,7 @@ impl<'d> Located<'d> {
                 Located {
                     node,
                     path: push_index(&self.path, i),
-                    pos: node.pos(),
+                    at: node.at(),
                 },
             )
         })
@@ -110,7 +115,7 @@ pub fn resolve<'d>(root: NodeRef<'d>, pointer: &str) -> Option<Located<'d>> {
                 Located {
                     node,
                     path: push_index(&here.path, index),
-                    pos: node.pos(),
+                    at: node.at(),
                 }
             }
             Value::Scalar { .. } => return None,
@@ -139,7 +144,7 @@ pub fn tokens(pointer: &str) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::document::yaml::{Limits, parse_stream};
+    use crate::engine::document::{Limits, load};
 
     #[test]
     fn escapes_tilde_and_slash() {
@@ -159,13 +164,13 @@ mod tests {
     #[test]
     fn resolves_through_maps_and_lists_with_escapes() {
         let src = "channels:\n  a/b~c:\n    list: [x, {k: v}]\n";
-        let stream = parse_stream(src, &Limits::default()).unwrap();
-        let root = stream.tree.node(stream.documents[0].0);
+        let stream = load(src, &Limits::default()).unwrap();
+        let root = stream.roots().next().unwrap();
         let found = resolve(root, "/channels/a~1b~0c/list/1/k").unwrap();
         assert_eq!(found.node.as_str(), Some("v"));
         assert_eq!(found.path, "/channels/a~1b~0c/list/1/k");
         assert_eq!(
-            found.pos,
+            found.pos(),
             Pos {
                 line: 3,
                 column: 16

@@ -4,8 +4,7 @@
 
 use super::{RuleInfo, finding};
 use crate::engine::document::pointer::Located;
-use crate::engine::document::yaml::LoadError;
-use crate::engine::document::{NodeRef, Pos};
+use crate::engine::document::{LoadError, NodeRef, Pos};
 use crate::engine::finding::{Finding, Mode, RuleId};
 use crate::engine::version::SpecVersion;
 

@@ -73,7 +73,7 @@ pub(crate) fn finding(
     Finding {
         rule,
         path: at.path.clone(),
-        pos: at.pos,
+        pos: at.pos(),
         message,
         hint,
         mode: Mode::Enforce,

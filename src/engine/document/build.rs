@@ -1,0 +1,386 @@
+//! Builds a [`Tree`] from the events of any loader (YAML, JSON, a JSON value), and enforces
+//! in one place what POLICY.md asks of loading itself: unique scalar keys, merge keys, the
+//! depth limit, and a cap on alias expansion that is checked by arithmetic, since aliases
+//! share nodes instead of being copied.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+use super::{
+    Children, Entry, Limits, LoadError, Node, NodeId, Offset, Pos, ScalarKind, Stream, Tree, Value,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Collection {
+    Map,
+    Seq,
+}
+
+struct PendingKey<'a> {
+    text: Cow<'a, str>,
+    at: Offset,
+    merge: bool,
+}
+
+struct Open<'a> {
+    kind: Collection,
+    at: Offset,
+    anchor: usize,
+    /// Where this collection's children start in `open_entries` / `open_items`.
+    start: usize,
+    key: Option<PendingKey<'a>>,
+    merges: Vec<(NodeId, Offset)>,
+    /// Expanded node count of everything inside, aliases counted at their full size.
+    size: u64,
+    height: u32,
+}
+
+pub(crate) struct Builder<'a> {
+    /// The text offsets point into, for error positions; empty when there is none.
+    text: &'a str,
+    tree: Tree<'a>,
+    /// Expanded size of each node, by node index.
+    sizes: Vec<u64>,
+    stack: Vec<Open<'a>>,
+    /// The children of the open collections, innermost last.
+    open_entries: Vec<Entry<'a>>,
+    open_items: Vec<NodeId>,
+    anchors: HashMap<usize, NodeId>,
+    documents: Vec<(NodeId, Offset)>,
+    document_start: Offset,
+    expanded: u64,
+    /// The biggest alias seen: where an alias bomb is reported.
+    biggest_alias: (u64, Offset),
+    /// Entries copied by merge keys: the only thing expansion allocates, so bounded early.
+    merged_entries: u64,
+    merge_budget: u64,
+    limits: Limits,
+}
+
+impl<'a> Builder<'a> {
+    /// `text` is the source the offsets point into; `positions` says whether the tree shows
+    /// them (a custom resource's JSON has no lines a person wrote).
+    pub(crate) fn new(text: &'a str, positions: bool, limits: &Limits) -> Self {
+        let merge_budget = limits
+            .alias_factor
+            .saturating_mul(text.len() as u64)
+            .max(limits.alias_floor);
+        // Roughly one node per 12 bytes of typical YAML or JSON; avoids most regrowth.
+        let nodes = text.len() / 12;
+        Builder {
+            text,
+            tree: Tree {
+                nodes: Vec::with_capacity(nodes),
+                entries: Vec::with_capacity(nodes / 2),
+                items: Vec::with_capacity(nodes / 8),
+                source: positions.then_some(text),
+                lines: Default::default(),
+            },
+            sizes: Vec::with_capacity(nodes),
+            stack: Vec::with_capacity(16),
+            open_entries: Vec::with_capacity(64),
+            open_items: Vec::with_capacity(64),
+            anchors: HashMap::new(),
+            documents: Vec::new(),
+            document_start: Offset::new(0),
+            expanded: 0,
+            biggest_alias: (0, Offset::UNKNOWN),
+            merged_entries: 0,
+            merge_budget,
+            limits: *limits,
+        }
+    }
+
+    /// The position of `at`, for an error.
+    pub(crate) fn pos(&self, at: Offset) -> Pos {
+        match (self.tree.source, at.get()) {
+            (Some(_), Some(offset)) => super::pos_of(self.text, offset),
+            _ => Pos::UNKNOWN,
+        }
+    }
+
+    pub(crate) fn start_document(&mut self, at: Offset) {
+        self.anchors.clear();
+        self.document_start = at;
+    }
+
+    /// Whether the next node is the key of the innermost mapping.
+    pub(crate) fn expects_key(&self) -> bool {
+        matches!(
+            self.stack.last(),
+            Some(Open {
+                kind: Collection::Map,
+                key: None,
+                ..
+            })
+        )
+    }
+
+    /// A scalar: the key of the innermost mapping if one is expected, else a value.
+    /// `merge_key` says whether, as a key, it is the merge key `<<` (plain and untagged).
+    pub(crate) fn scalar(
+        &mut self,
+        text: Cow<'a, str>,
+        kind: ScalarKind,
+        at: Offset,
+        anchor: usize,
+        merge_key: bool,
+    ) -> Result<(), LoadError> {
+        if self.expects_key() {
+            if anchor != 0 {
+                let value = Value::Scalar {
+                    text: text.clone(),
+                    kind: ScalarKind::Str,
+                };
+                let id = self.push_node(value, at, 1, 0);
+                self.anchors.insert(anchor, id);
+            }
+            self.set_key(PendingKey {
+                text,
+                at,
+                merge: merge_key,
+            });
+            Ok(())
+        } else {
+            let id = self.push_node(Value::Scalar { text, kind }, at, 1, 0);
+            if anchor != 0 {
+                self.anchors.insert(anchor, id);
+            }
+            self.attach(id, 1, 0)
+        }
+    }
+
+    fn set_key(&mut self, pending: PendingKey<'a>) {
+        if let Some(open) = self.stack.last_mut() {
+            open.key = Some(pending);
+        }
+    }
+
+    pub(crate) fn open(
+        &mut self,
+        kind: Collection,
+        at: Offset,
+        anchor: usize,
+    ) -> Result<(), LoadError> {
+        if self.expects_key() {
+            return Err(LoadError::ComplexKey { pos: self.pos(at) });
+        }
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(LoadError::TooDeep {
+                max: self.limits.max_depth,
+                pos: self.pos(at),
+            });
+        }
+        let start = match kind {
+            Collection::Map => self.open_entries.len(),
+            Collection::Seq => self.open_items.len(),
+        };
+        self.stack.push(Open {
+            kind,
+            at,
+            anchor,
+            start,
+            key: None,
+            merges: Vec::new(),
+            size: 1,
+            height: 1,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn close(&mut self) -> Result<(), LoadError> {
+        let Some(open) = self.stack.pop() else {
+            return Ok(());
+        };
+        let mut size = open.size;
+        let value = match open.kind {
+            Collection::Seq => {
+                let start = self.tree.items.len();
+                self.tree.items.extend(self.open_items.drain(open.start..));
+                Value::Seq(children(start, self.tree.items.len()))
+            }
+            Collection::Map => {
+                self.reject_duplicates(open.start)?;
+                for (merge, at) in open.merges {
+                    size = size.saturating_add(self.merge_into(open.start, merge, at)?);
+                }
+                let start = self.tree.entries.len();
+                self.tree
+                    .entries
+                    .extend(self.open_entries.drain(open.start..));
+                Value::Map(children(start, self.tree.entries.len()))
+            }
+        };
+        let id = self.push_node(value, open.at, size, open.height);
+        if open.anchor != 0 {
+            self.anchors.insert(open.anchor, id);
+        }
+        self.attach(id, size, open.height)
+    }
+
+    pub(crate) fn alias(&mut self, anchor: usize, at: Offset) -> Result<(), LoadError> {
+        let Some(&id) = self.anchors.get(&anchor) else {
+            return Err(LoadError::UnknownAnchor { pos: self.pos(at) });
+        };
+        if self.expects_key() {
+            let text = match &self.tree.nodes[id.index()].value {
+                Value::Scalar { text, .. } => text.clone(),
+                _ => return Err(LoadError::ComplexKey { pos: self.pos(at) }),
+            };
+            self.set_key(PendingKey {
+                text,
+                at,
+                merge: false,
+            });
+            Ok(())
+        } else {
+            let size = self.sizes.get(id.index()).copied().unwrap_or(1);
+            if size > self.biggest_alias.0 {
+                self.biggest_alias = (size, at);
+            }
+            let height = self.tree.nodes[id.index()].height;
+            self.attach(id, size, height)
+        }
+    }
+
+    /// Adds the entries of the merged mapping(s) whose keys are not there yet: explicit keys
+    /// win, and in `<<: [a, b]` the entries of `a` win over those of `b`. Returns the
+    /// expanded size added.
+    fn merge_into(&mut self, start: usize, merge: NodeId, at: Offset) -> Result<u64, LoadError> {
+        let sources: Vec<NodeId> = match &self.tree.nodes[merge.index()].value {
+            Value::Map(_) => vec![merge],
+            Value::Seq(items) => self.tree.items[items.range()].to_vec(),
+            Value::Scalar { .. } => return Err(LoadError::BadMerge { pos: self.pos(at) }),
+        };
+        let mut present: HashSet<Cow<'a, str>> = self.open_entries[start..]
+            .iter()
+            .map(|e| e.key.clone())
+            .collect();
+        let mut added = 0u64;
+        for source in sources {
+            let Value::Map(source_entries) = &self.tree.nodes[source.index()].value else {
+                return Err(LoadError::BadMerge { pos: self.pos(at) });
+            };
+            for index in source_entries.range() {
+                let entry = &self.tree.entries[index];
+                if present.insert(entry.key.clone()) {
+                    added = added
+                        .saturating_add(self.sizes.get(entry.value.index()).copied().unwrap_or(1));
+                    self.open_entries.push(entry.clone());
+                    self.merged_entries += 1;
+                }
+            }
+            if self.merged_entries > self.merge_budget {
+                return Err(LoadError::AliasExpansion {
+                    expanded: self.merged_entries,
+                    source_nodes: self.tree.nodes.len() as u64,
+                    limit: self.merge_budget,
+                    pos: self.pos(at),
+                });
+            }
+        }
+        Ok(added)
+    }
+
+    fn reject_duplicates(&self, start: usize) -> Result<(), LoadError> {
+        let entries = &self.open_entries[start..];
+        let duplicate = |first: &Entry<'_>, second: &Entry<'_>| LoadError::DuplicateKey {
+            key: second.key.to_string(),
+            pos: self.pos(second.key_at),
+            first_line: self.pos(first.key_at).line,
+        };
+        if entries.len() <= 16 {
+            for (i, later) in entries.iter().enumerate() {
+                if let Some(first) = entries[..i].iter().find(|e| e.key == later.key) {
+                    return Err(duplicate(first, later));
+                }
+            }
+            return Ok(());
+        }
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_unstable_by(|&a, &b| entries[a].key.cmp(&entries[b].key).then(a.cmp(&b)));
+        for pair in order.windows(2) {
+            let (first, second) = (&entries[pair[0]], &entries[pair[1]]);
+            if first.key == second.key {
+                return Err(duplicate(first, second));
+            }
+        }
+        Ok(())
+    }
+
+    fn push_node(&mut self, value: Value<'a>, at: Offset, size: u64, height: u32) -> NodeId {
+        let id = NodeId(u32::try_from(self.tree.nodes.len()).unwrap_or(u32::MAX));
+        self.tree.nodes.push(Node { value, at, height });
+        self.sizes.push(size);
+        id
+    }
+
+    fn attach(&mut self, id: NodeId, size: u64, height: u32) -> Result<(), LoadError> {
+        let Some(parent) = self.stack.last_mut() else {
+            self.expanded = self.expanded.saturating_add(size);
+            self.documents.push((id, self.document_start));
+            return Ok(());
+        };
+        parent.height = parent.height.max(height.saturating_add(1));
+        match parent.kind {
+            Collection::Seq => {
+                self.open_items.push(id);
+                parent.size = parent.size.saturating_add(size);
+            }
+            Collection::Map => {
+                // Every loader sends a key before its value; a missing one would be a
+                // loader bug, reported as a syntax error rather than a panic.
+                let Some(key) = parent.key.take() else {
+                    let at = parent.at;
+                    return Err(LoadError::Syntax {
+                        syntax: super::Syntax::Yaml,
+                        message: "mapping value without a key".to_owned(),
+                        pos: self.pos(at),
+                    });
+                };
+                if key.merge {
+                    parent.merges.push((id, key.at));
+                } else {
+                    self.open_entries.push(Entry {
+                        key: key.text,
+                        key_at: key.at,
+                        value: id,
+                    });
+                    parent.size = parent.size.saturating_add(size);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self) -> Result<Stream<'a>, LoadError> {
+        let source_nodes = self.tree.nodes.len() as u64;
+        let limit = self
+            .limits
+            .alias_factor
+            .saturating_mul(source_nodes)
+            .max(self.limits.alias_floor);
+        if self.expanded > limit {
+            return Err(LoadError::AliasExpansion {
+                expanded: self.expanded,
+                source_nodes,
+                limit,
+                pos: self.pos(self.biggest_alias.1),
+            });
+        }
+        if self.documents.is_empty() {
+            return Err(LoadError::Empty);
+        }
+        Ok(Stream {
+            tree: self.tree,
+            documents: self.documents,
+        })
+    }
+}
+
+fn children(start: usize, end: usize) -> Children {
+    Children {
+        start: u32::try_from(start).unwrap_or(u32::MAX),
+        len: u32::try_from(end - start).unwrap_or(0),
+    }
+}
