@@ -120,7 +120,44 @@ fn run<'a>(text: &'a str, limits: &Limits, mode: Indentation) -> Result<Stream<'
     let mut indents = Indents::default();
     while let Some(event) = parser.next_event() {
         let (event, span) = event.map_err(Failure::Scan)?;
-        let at = offset(&span);
+        match step(text, mode, &mut builder, &mut indents, event, &span) {
+            Ok(()) => {}
+            Err(
+                error @ Failure::Load(
+                    LoadError::ComplexKey { .. }
+                    | LoadError::DuplicateKey { .. }
+                    | LoadError::BadMerge { .. },
+                ),
+            ) => return Err(syntax_error_after(&mut parser).unwrap_or(error)),
+            // The limits stop at once: reading on is what they exist to prevent.
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(builder.finish()?)
+}
+
+/// A refusal of text that parses (a complex or duplicate key) must not hide a syntax error
+/// further on: the text is not YAML at all, and the message must say so. Reading on costs
+/// no more than the parse that was under way.
+fn syntax_error_after<'a>(parser: &mut Parser<'a, granit_parser::StrInput<'a>>) -> Option<Failure> {
+    while let Some(event) = parser.next_event() {
+        if let Err(error) = event {
+            return Some(Failure::Scan(error));
+        }
+    }
+    None
+}
+
+fn step<'a>(
+    text: &'a str,
+    mode: Indentation,
+    builder: &mut Builder<'a>,
+    indents: &mut Indents,
+    event: Event<'a>,
+    span: &Span,
+) -> Result<(), Failure> {
+    let at = offset(span);
+    {
         match event {
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
             Event::DocumentStart(..) => builder.start_document(at),
@@ -129,7 +166,7 @@ fn run<'a>(text: &'a str, limits: &Limits, mode: Indentation) -> Result<Stream<'
                     && matches!(style, ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted)
                     && indents.flow_depth == 0
                 {
-                    indents.check_quoted(text, &span)?;
+                    indents.check_quoted(text, span)?;
                 }
                 let plain = style == ScalarStyle::Plain;
                 let tag = tag.as_deref().map(|t| (t.handle(), t.suffix()));
@@ -138,16 +175,16 @@ fn run<'a>(text: &'a str, limits: &Limits, mode: Indentation) -> Result<Stream<'
                 builder.scalar(value, kind, at, anchor, merge_key)?;
             }
             Event::SequenceStart(style, anchor, _) => {
-                indents.open(style, &span);
+                indents.open(style, span);
                 builder.open(Collection::Seq, at, anchor)?;
             }
             Event::MappingStart(style, anchor, _) => {
-                indents.open(style, &span);
+                indents.open(style, span);
                 builder.open(Collection::Map, at, anchor)?;
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 if mode == Indentation::ClosingBracketsAtKey {
-                    indents.close(text, &span)?;
+                    indents.close(text, span)?;
                 } else {
                     indents.pop();
                 }
@@ -158,7 +195,7 @@ fn run<'a>(text: &'a str, limits: &Limits, mode: Indentation) -> Result<Stream<'
             _ => {}
         }
     }
-    Ok(builder.finish()?)
+    Ok(())
 }
 
 /// The indentation context the strict rules are checked against in lenient mode.

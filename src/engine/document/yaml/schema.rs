@@ -15,7 +15,7 @@ pub fn scalar_kind(text: &str, plain: bool, tag: Option<(&str, &str)>) -> Scalar
                 "float" => return ScalarKind::Float,
                 _ => {}
             }
-        } else if handle == "!" && suffix.is_empty() {
+        } else if (handle == "!" && suffix.is_empty()) || (handle.is_empty() && suffix == "!") {
             // The non-specific tag `!` makes a scalar a string.
             return ScalarKind::Str;
         }
