@@ -1,10 +1,14 @@
-//! Self-managed certificates against a scripted API server: first start, a second replica
-//! that loses the race, an up-to-date Secret that is left alone.
+//! Self-managed certificates against the fake API server (first start, the caBundle kept by
+//! a watch, two replicas, IP names) and a scripted one (the exact exchanges of a replica that
+//! loses the race to create the Secret).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use asyncapi_guard::webhook::certificates::SelfManaged;
+use std::time::Duration;
+
+use common::fake_api::{self, FakeApi};
 use common::mock_api::{self, status};
 use http::Method;
 use serde_json::{Value, json};
@@ -50,50 +54,194 @@ fn b64(value: &Value) -> String {
     .unwrap()
 }
 
+/// A webhook configuration as the chart renders it (no caBundle), for the fake API server.
+fn rendered_configuration() -> Value {
+    let mut configuration = webhook_configuration(None);
+    configuration["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    configuration
+}
+
+fn ca_bundles(configuration: &Value) -> Vec<Option<String>> {
+    configuration["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["clientConfig"].get("caBundle").map(b64))
+        .collect()
+}
+
+const SECRETS_COLLECTION: &str = fake_api::SECRETS;
+const CONFIGURATIONS: &str = fake_api::WEBHOOK_CONFIGURATIONS;
+
 #[tokio::test]
 async fn first_start_creates_the_secret_writes_the_files_and_sets_the_ca_bundle() {
     let dir = tempfile::tempdir().unwrap();
-    let (client, mut api) = mock_api::client("guard");
-    let managed = managed(client, dir.path());
-    let task = tokio::spawn(async move { managed.reconcile().await });
+    let api = FakeApi::new();
+    api.create(CONFIGURATIONS, None, rendered_configuration());
+    let managed = managed(api.client("guard"), dir.path());
+    let material = managed.reconcile().await.unwrap();
 
-    api.expect(Method::GET, &format!("{SECRETS}/asyncapi-guard-tls"))
-        .await
-        .not_found("secrets", "asyncapi-guard-tls");
-    let create = api.expect(Method::POST, SECRETS).await;
-    assert_eq!(create.body["type"], "kubernetes.io/tls");
-    let data = create.body["data"].clone();
-    let ca = b64(&data["ca.crt"]);
+    let secret = api
+        .get(SECRETS_COLLECTION, Some("guard"), "asyncapi-guard-tls")
+        .unwrap();
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let ca = b64(&secret["data"]["ca.crt"]);
     assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
-    assert!(b64(&data["ca.key"]).contains("PRIVATE KEY"));
-    let created = create.body.clone();
-    create.respond(201, created);
-
-    api.expect(Method::GET, &format!("{WEBHOOKS}/asyncapi-guard"))
-        .await
-        .respond(200, webhook_configuration(None));
-    let replace = api
-        .expect(Method::PUT, &format!("{WEBHOOKS}/asyncapi-guard"))
-        .await;
-    assert_eq!(
-        replace.body["metadata"]["resourceVersion"], "7",
-        "optimistic concurrency"
-    );
-    for webhook in replace.body["webhooks"].as_array().unwrap() {
-        assert_eq!(b64(&webhook["clientConfig"]["caBundle"]), ca);
-    }
-    let replaced = replace.body.clone();
-    replace.respond(200, replaced);
-
-    let material = task.await.unwrap().unwrap();
+    assert!(b64(&secret["data"]["ca.key"]).contains("PRIVATE KEY"));
     assert_eq!(material.ca_bundle, ca);
     assert_eq!(
-        std::fs::read_to_string(dir.path().join("tls.crt")).unwrap(),
-        b64(&data["tls.crt"])
+        FakeApi::managers(&secret),
+        ["asyncapi-guard-certificates"],
+        "the Secret is written under our own field manager"
     );
+
+    let configuration = api.get(CONFIGURATIONS, None, "asyncapi-guard").unwrap();
     assert_eq!(
-        std::fs::read_to_string(dir.path().join("tls.key")).unwrap(),
-        b64(&data["tls.key"])
+        ca_bundles(&configuration),
+        [Some(ca.clone()), Some(ca.clone())]
+    );
+    assert!(
+        FakeApi::managers(&configuration).contains(&"asyncapi-guard-certificates".to_owned()),
+        "{:?}",
+        FakeApi::managers(&configuration)
+    );
+    let apply = &api.writes_to("validatingwebhookconfigurations")[0];
+    assert!(apply.content_type.starts_with("application/apply-patch"));
+    assert_eq!(apply.field_manager(), Some("asyncapi-guard-certificates"));
+    // Only the caBundle is sent: Helm's or Argo CD's fields are not touched.
+    for webhook in apply.body["webhooks"].as_array().unwrap() {
+        let keys: Vec<&String> = webhook.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["clientConfig", "name"]);
+    }
+
+    for (file, key) in [("tls.crt", "tls.crt"), ("tls.key", "tls.key")] {
+        let path = dir.path().join(file);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            b64(&secret["data"][key])
+        );
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file} is written 0600, not {mode:o}");
+    }
+
+    // A second start finds everything in place: no write at all.
+    let writes = api.requests().iter().filter(|r| r.is_write()).count();
+    managed.reconcile().await.unwrap();
+    assert_eq!(
+        api.requests().iter().filter(|r| r.is_write()).count(),
+        writes
+    );
+}
+
+/// Issue 10: started before its webhook configuration existed, the server left the caBundle
+/// empty for up to an hour, and every guarded object was refused cluster-wide.
+#[tokio::test]
+async fn a_configuration_created_later_or_replaced_without_its_ca_bundle_gets_it_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = FakeApi::new();
+    let managed = managed(api.client("guard"), dir.path());
+    let material = managed.reconcile().await.unwrap();
+    let ca = material.ca_bundle.clone();
+    // Renewal is hourly; the watch must not wait for it.
+    let running = tokio::spawn(managed.run(Duration::from_secs(3600), material));
+
+    let has_bundle = |api: &FakeApi| {
+        api.get(CONFIGURATIONS, None, "asyncapi-guard")
+            .is_some_and(|c| {
+                ca_bundles(&c)
+                    .iter()
+                    .all(|b| b.as_deref() == Some(ca.as_str()))
+            })
+    };
+    // Created after the server started (helm install ordering, or a re-apply).
+    api.create(CONFIGURATIONS, None, rendered_configuration());
+    api.wait_for(
+        "the caBundle of a new configuration",
+        Duration::from_secs(5),
+        has_bundle,
+    )
+    .await;
+
+    // `kubectl replace -f` (or an Argo CD Replace sync) drops the field.
+    api.replace(CONFIGURATIONS, None, rendered_configuration());
+    assert!(!has_bundle(&api));
+    api.wait_for(
+        "the caBundle after a replace",
+        Duration::from_secs(5),
+        has_bundle,
+    )
+    .await;
+
+    // Delete to unblock, then apply again.
+    api.delete(CONFIGURATIONS, None, "asyncapi-guard");
+    api.create(CONFIGURATIONS, None, rendered_configuration());
+    api.wait_for(
+        "the caBundle after delete and create",
+        Duration::from_secs(5),
+        has_bundle,
+    )
+    .await;
+
+    // Idempotent: events about our own write, or about anything else, write nothing more.
+    let writes = api.writes_to("validatingwebhookconfigurations").len();
+    let mut labelled = api.get(CONFIGURATIONS, None, "asyncapi-guard").unwrap();
+    labelled["metadata"]["labels"] = json!({"team": "platform"});
+    api.replace(CONFIGURATIONS, None, labelled);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        api.writes_to("validatingwebhookconfigurations").len(),
+        writes
+    );
+    running.abort();
+}
+
+#[tokio::test]
+async fn two_replicas_agree_on_one_secret_and_both_keep_the_ca_bundle() {
+    let api = FakeApi::new();
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = managed(api.client("guard"), one.path());
+    let second = managed(api.client("guard"), two.path());
+    let (a, b) = tokio::join!(first.reconcile(), second.reconcile());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a, b, "both serve the certificate of the one Secret");
+    assert_eq!(api.all(SECRETS_COLLECTION).len(), 1);
+    let runs = [
+        tokio::spawn(first.run(Duration::from_secs(3600), a.clone())),
+        tokio::spawn(second.run(Duration::from_secs(3600), b)),
+    ];
+    api.create(CONFIGURATIONS, None, rendered_configuration());
+    api.wait_for("the caBundle", Duration::from_secs(5), |api| {
+        api.get(CONFIGURATIONS, None, "asyncapi-guard")
+            .is_some_and(|c| {
+                ca_bundles(&c)
+                    .iter()
+                    .all(|x| x.as_deref() == Some(a.ca_bundle.as_str()))
+            })
+    })
+    .await;
+    runs.iter().for_each(tokio::task::JoinHandle::abort);
+}
+
+#[tokio::test]
+async fn an_ip_name_does_not_reissue_the_certificate_at_every_start() {
+    let api = FakeApi::new();
+    let dir = tempfile::tempdir().unwrap();
+    let with_ip = |client| SelfManaged {
+        dns_names: vec!["asyncapi-guard.guard.svc".into(), "127.0.0.1".into()],
+        ..managed(client, dir.path())
+    };
+    let first = with_ip(api.client("guard")).reconcile().await.unwrap();
+    let secret_writes = api.writes_to("secrets").len();
+    let second = with_ip(api.client("guard")).reconcile().await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(
+        api.writes_to("secrets").len(),
+        secret_writes,
+        "no new certificate"
     );
 }
 
@@ -139,9 +287,10 @@ async fn a_replica_that_loses_the_race_uses_the_winners_secret() {
         .respond(200, winner_secret.clone());
     // Up to date now: no write; the webhook configuration already trusts the CA.
     let bundle = winner_secret["data"]["ca.crt"].as_str().unwrap().to_owned();
-    api.expect(Method::GET, WEBHOOKS)
+    api.expect(Method::GET, &format!("{WEBHOOKS}/asyncapi-guard"))
         .await
         .respond(200, webhook_configuration(Some(&bundle)));
+    api.expect_nothing(Duration::from_millis(200)).await;
     let material = task.await.unwrap().unwrap();
     assert_eq!(material.cert, b64(&winner_secret["data"]["tls.crt"]));
 }

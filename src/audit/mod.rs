@@ -17,7 +17,7 @@ use kube::api::{ApiResource, DynamicObject};
 use crate::engine::finding::{Finding, Mode};
 use crate::engine::{Engine, Overrides};
 use crate::kubernetes::extract::{
-    CR_GROUP, CR_KIND, CR_PLURAL, CR_VERSION, DOCUMENT_LABEL, ExtractConfig, ObjectId,
+    CR_GROUP, CR_KIND, CR_PLURAL, CR_VERSION, DocumentLabel, ExtractConfig, ObjectId,
 };
 use crate::kubernetes::{JudgedDocument, judge_object};
 use crate::report::DocumentReport;
@@ -64,11 +64,16 @@ impl Audited {
             namespace: meta.namespace.clone(),
             name: meta.name.clone().unwrap_or_default(),
         };
-        let labelled = meta
-            .labels
-            .as_ref()
-            .is_some_and(|l| l.contains_key(DOCUMENT_LABEL));
-        let guarded = !id.is_config_map() || labelled;
+        let label = DocumentLabel::of(meta);
+        if id.is_config_map() && label == DocumentLabel::OptedOut {
+            // Opted out on purpose: neither admission nor the audit judges it.
+            return Audited {
+                id,
+                guarded: false,
+                documents: Vec::new(),
+            };
+        }
+        let guarded = !id.is_config_map() || label == DocumentLabel::OptedIn;
         let search_all = ExtractConfig {
             inspect_all_config_maps: true,
             ..kubernetes.clone()

@@ -29,7 +29,8 @@ pub struct ServeArgs {
     /// CA and the serving certificate; created when missing, renewed before expiry.
     #[arg(long, env = "ASYNCAPI_GUARD_TLS_SECRET", conflicts_with_all = ["tls_cert", "tls_key"])]
     pub tls_secret: Option<String>,
-    /// Self-managed certificates: the DNS names of the serving certificate (the Service's).
+    /// Self-managed certificates: the names of the serving certificate (the Service's DNS
+    /// names). A name that is an IP address (`127.0.0.1`, `::1`) becomes an IP SAN.
     #[arg(
         long,
         env = "ASYNCAPI_GUARD_TLS_DNS_NAMES",
@@ -108,8 +109,10 @@ pub enum LogFormat {
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a redirected log must stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder

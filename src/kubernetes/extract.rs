@@ -136,14 +136,31 @@ pub fn extract<'o>(
         .collect()
 }
 
-fn config_map<'o>(meta: &ObjectMeta, body: &'o Value, config: &ExtractConfig) -> Vec<Carried<'o>> {
-    let labelled = meta
-        .labels
-        .as_ref()
-        .is_some_and(|l| l.contains_key(DOCUMENT_LABEL));
-    if !labelled && !config.inspect_all_config_maps {
-        return Vec::new();
+/// What a ConfigMap's `asyncapi-guard.io/document` label says (POLICY.md: any value but
+/// `false` opts in; `false` opts out, even of `inspectAllConfigMaps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocumentLabel {
+    OptedIn,
+    OptedOut,
+    Absent,
+}
+
+impl DocumentLabel {
+    pub fn of(meta: &ObjectMeta) -> DocumentLabel {
+        match meta.labels.as_ref().and_then(|l| l.get(DOCUMENT_LABEL)) {
+            None => DocumentLabel::Absent,
+            Some(value) if value == "false" => DocumentLabel::OptedOut,
+            Some(_) => DocumentLabel::OptedIn,
+        }
     }
+}
+
+fn config_map<'o>(meta: &ObjectMeta, body: &'o Value, config: &ExtractConfig) -> Vec<Carried<'o>> {
+    let labelled = match DocumentLabel::of(meta) {
+        DocumentLabel::OptedIn => true,
+        DocumentLabel::Absent if config.inspect_all_config_maps => false,
+        DocumentLabel::Absent | DocumentLabel::OptedOut => return Vec::new(),
+    };
     let listed: Option<BTreeSet<&str>> = labelled
         .then(|| meta.annotations.as_ref()?.get(KEYS_ANNOTATION))
         .flatten()
@@ -153,9 +170,13 @@ fn config_map<'o>(meta: &ObjectMeta, body: &'o Value, config: &ExtractConfig) ->
                 .filter(|k| !k.is_empty())
                 .collect()
         });
-    let wanted = |key: &str| match &listed {
-        Some(listed) => listed.contains(key),
-        None => !labelled || DOCUMENT_SUFFIXES.iter().any(|s| key.ends_with(s)),
+    // A labelled ConfigMap promises a document in each listed key, or else in each key
+    // named like a document file; its other keys (`--from-file=asyncapi=...`) are judged
+    // when their content is AsyncAPI, as every key of an unlabelled one is.
+    let promised = |key: &str| match &listed {
+        Some(listed) => Some(listed.contains(key)),
+        None if labelled && DOCUMENT_SUFFIXES.iter().any(|s| key.ends_with(s)) => Some(true),
+        None => None,
     };
     let mut out = Vec::new();
     let mut found = BTreeSet::new();
@@ -164,9 +185,11 @@ fn config_map<'o>(meta: &ObjectMeta, body: &'o Value, config: &ExtractConfig) ->
             continue;
         };
         for (key, value) in entries {
-            if !wanted(key) {
-                continue;
-            }
+            let promised = match promised(key) {
+                Some(false) => continue,
+                Some(true) => true,
+                None => false,
+            };
             found.insert(key.as_str());
             let locator = format!("{field}/{key}");
             let bytes: Result<Cow<'o, [u8]>, String> = match (value.as_str(), binary) {
@@ -178,10 +201,10 @@ fn config_map<'o>(meta: &ObjectMeta, body: &'o Value, config: &ExtractConfig) ->
                 (None, _) => Err(format!("{field} key \"{key}\" is not a string")),
             };
             let content = match bytes {
-                Ok(bytes) if labelled => Content::Text(bytes),
+                Ok(bytes) if promised => Content::Text(bytes),
                 Ok(bytes) => Content::Candidate(bytes),
-                // Only a labelled ConfigMap promises a document; others are left alone.
-                Err(_) if !labelled => continue,
+                // Only a promised key must hold a document; others are left alone.
+                Err(_) if !promised => continue,
                 Err(why) => Content::Unreadable(why),
             };
             out.push(Carried {
@@ -292,13 +315,49 @@ mod tests {
                 "data/asyncapi.yaml",
                 "data/b.json",
                 "data/c.yml",
+                "data/readme.txt",
                 "binaryData/bin.yaml"
             ]
         );
+        // Named like a document: it must be one. Any other key: only if it is AsyncAPI.
+        assert_eq!(found[0].content, Content::Text(Cow::Borrowed(b"a")));
+        assert_eq!(found[3].content, Content::Candidate(Cow::Borrowed(b"d")));
         assert_eq!(
-            found[3].content,
+            found[4].content,
             Content::Text(Cow::Owned(b"asyncapi: 3.0.0".to_vec()))
         );
+    }
+
+    #[test]
+    fn a_labelled_key_without_an_extension_is_judged_by_its_content() {
+        // kubectl create configmap --from-file=asyncapi=orders.yaml
+        let body = json!({"data": {"asyncapi": "asyncapi: 3.0.0"}});
+        let found = extract(
+            &cm(),
+            &meta(&[(DOCUMENT_LABEL, "true")], &[]),
+            &body,
+            &ExtractConfig::default(),
+        );
+        assert_eq!(labels_of(&found), ["data/asyncapi"]);
+        assert!(matches!(found[0].content, Content::Candidate(_)));
+    }
+
+    #[test]
+    fn the_label_false_opts_out_even_when_inspecting_all() {
+        let body = json!({"data": {"asyncapi.yaml": "asyncapi: 3.0.0"}});
+        let opted_out = meta(&[(DOCUMENT_LABEL, "false")], &[]);
+        assert_eq!(DocumentLabel::of(&opted_out), DocumentLabel::OptedOut);
+        for inspect_all_config_maps in [false, true] {
+            let config = ExtractConfig {
+                inspect_all_config_maps,
+                ..ExtractConfig::default()
+            };
+            assert!(extract(&cm(), &opted_out, &body, &config).is_empty());
+        }
+        for value in ["", "true", "yes", "False"] {
+            let m = meta(&[(DOCUMENT_LABEL, value)], &[]);
+            assert_eq!(DocumentLabel::of(&m), DocumentLabel::OptedIn, "{value:?}");
+        }
     }
 
     #[test]

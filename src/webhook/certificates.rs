@@ -9,10 +9,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::pem::PemObject as _;
 use tracing::{info, warn};
@@ -113,7 +115,9 @@ fn validity(pem: &str) -> Option<(i64, i64)> {
     ))
 }
 
-fn dns_names_of(pem: &str) -> Option<Vec<String>> {
+/// The subject alternative names of a certificate, as the flag spells them: DNS names, and IP
+/// addresses (which `rcgen` makes of names that parse as one) in their canonical form.
+fn names_of(pem: &str) -> Option<Vec<String>> {
     let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
     let san = cert.subject_alternative_name().ok()??;
@@ -123,11 +127,35 @@ fn dns_names_of(pem: &str) -> Option<Vec<String>> {
         .iter()
         .filter_map(|n| match n {
             x509_parser::extensions::GeneralName::DNSName(name) => Some((*name).to_owned()),
+            x509_parser::extensions::GeneralName::IPAddress(bytes) => ip_of(bytes),
             _ => None,
         })
         .collect();
     names.sort();
     Some(names)
+}
+
+fn ip_of(bytes: &[u8]) -> Option<String> {
+    let ip = match bytes.len() {
+        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+        _ => return None,
+    };
+    Some(ip.to_string())
+}
+
+/// The wanted names as [`names_of`] reads them back: `::0:1` and `::1` are one address.
+fn canonical_names(names: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = names
+        .iter()
+        .map(|name| match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => name.clone(),
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn issued_by(cert_pem: &str, ca_pem: &str) -> bool {
@@ -172,14 +200,13 @@ pub fn plan(existing: Option<&Material>, dns_names: &[String], now: i64) -> Plan
     if KeyPair::from_pem(&material.ca_key).is_err() {
         return Plan::NewCa("the CA key cannot be read");
     }
-    let mut wanted: Vec<String> = dns_names.to_vec();
-    wanted.sort();
+    let wanted = canonical_names(dns_names);
     match validity(&material.cert) {
         None => Plan::RenewLeaf("the serving certificate cannot be read"),
         Some((_, not_after)) if not_after - now < LEAF_RENEW_BEFORE => {
             Plan::RenewLeaf("the serving certificate expires within 30 days")
         }
-        Some(_) if dns_names_of(&material.cert) != Some(wanted) => {
+        Some(_) if names_of(&material.cert).map(|n| canonical_names(&n)) != Some(wanted) => {
             Plan::RenewLeaf("the service names changed")
         }
         Some(_) if !issued_by(&material.cert, &ca) => {
@@ -287,7 +314,30 @@ impl SelfManaged {
     /// Makes the Secret hold valid certificates, writes them to disk, and makes the webhook
     /// configuration trust the CA. Safe to run from every replica at once.
     pub async fn reconcile(&self) -> Result<Material, CertificateError> {
+        let material = self.reconcile_secret().await?;
+        if let Some(name) = &self.webhook_configuration {
+            let api: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
+            match api.get_opt(name).await? {
+                Some(configuration) => {
+                    inject_ca_bundle(&api, &configuration, &material.ca_bundle).await?;
+                }
+                None => warn!(
+                    webhook_configuration = name.as_str(),
+                    "not found yet; its caBundle will be set as soon as it is created"
+                ),
+            }
+        }
+        Ok(material)
+    }
+
+    /// The Secret part of [`reconcile`](Self::reconcile): valid certificates in the Secret
+    /// and on disk.
+    async fn reconcile_secret(&self) -> Result<Material, CertificateError> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PostParams::default()
+        };
         let mut material = None;
         for _ in 0..3 {
             let current = secrets.get_opt(&self.secret).await?;
@@ -314,14 +364,12 @@ impl SelfManaged {
                         data: Some(fresh.to_data()),
                         ..Secret::default()
                     };
-                    secrets.create(&PostParams::default(), &secret).await
+                    secrets.create(&params, &secret).await
                 }
                 Some(mut secret) => {
                     // resourceVersion makes a concurrent writer's update fail with 409.
                     secret.data = Some(fresh.to_data());
-                    secrets
-                        .replace(&self.secret, &PostParams::default(), &secret)
-                        .await
+                    secrets.replace(&self.secret, &params, &secret).await
                 }
             };
             match result {
@@ -338,53 +386,138 @@ impl SelfManaged {
         let material = material.ok_or(CertificateError::Contended)?;
         write_atomically(&self.dir, TLS_CERT, &material.cert)?;
         write_atomically(&self.dir, TLS_KEY, &material.key)?;
-        if let Some(name) = &self.webhook_configuration {
-            self.sync_ca_bundle(name, &material.ca_bundle).await?;
-        }
         Ok(material)
     }
 
-    async fn sync_ca_bundle(&self, name: &str, bundle: &str) -> Result<(), CertificateError> {
-        let api: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
-        let Some(mut configuration) = api.get_opt(name).await? else {
-            warn!(
-                webhook_configuration = name,
-                "not found yet; its caBundle will be set when it exists"
-            );
-            return Ok(());
-        };
-        let wanted = ByteString(bundle.as_bytes().to_vec());
-        let mut changed = false;
-        for webhook in configuration.webhooks.iter_mut().flatten() {
-            if webhook.client_config.ca_bundle.as_ref() != Some(&wanted) {
-                webhook.client_config.ca_bundle = Some(wanted.clone());
-                changed = true;
+    /// For the life of the server: renews the certificates every `every` (sooner after a
+    /// failure), and keeps the webhook configuration's `caBundle` equal to the CA by
+    /// watching it, as cert-manager's cainjector does. A configuration created after the
+    /// server started, or replaced without its `caBundle` (`kubectl replace`, an Argo CD
+    /// Replace sync, delete and re-apply), is set within seconds: until then the API server
+    /// cannot call the webhook, and with `failurePolicy: Fail` it refuses every guarded
+    /// object. Every replica does it; the write is idempotent.
+    pub async fn run(self, every: Duration, current: Material) {
+        let (bundle, bundle_changed) = tokio::sync::watch::channel(current.ca_bundle);
+        let renew = async {
+            let mut wait = every;
+            loop {
+                tokio::time::sleep(wait).await;
+                wait = match self.reconcile_secret().await {
+                    Ok(material) => {
+                        bundle.send_if_modified(|held| {
+                            let changed = *held != material.ca_bundle;
+                            if changed {
+                                held.clone_from(&material.ca_bundle);
+                            }
+                            changed
+                        });
+                        every
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "self-managed certificates: will retry");
+                        Duration::from_secs(30).min(every)
+                    }
+                };
             }
+        };
+        match &self.webhook_configuration {
+            Some(name) => {
+                tokio::join!(renew, self.keep_ca_bundle(name, bundle_changed));
+            }
+            None => renew.await,
         }
-        if changed {
-            api.replace(name, &PostParams::default(), &configuration)
-                .await?;
-            info!(webhook_configuration = name, "caBundle updated");
-        }
-        Ok(())
     }
 
-    /// Re-checks every `every`; retries sooner after a failure.
-    pub async fn run(self, every: Duration) {
+    /// Watches the named configuration and sets its `caBundle` whenever it differs.
+    async fn keep_ca_bundle(&self, name: &str, mut bundle: tokio::sync::watch::Receiver<String>) {
+        let api: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let mut events = watcher(api.clone(), config).default_backoff().boxed();
+        let mut observed: Option<ValidatingWebhookConfiguration> = None;
         loop {
-            let wait = match self.reconcile().await {
-                Ok(_) => every,
-                Err(e) => {
-                    warn!(error = %e, "self-managed certificates: will retry");
-                    Duration::from_secs(30).min(every)
-                }
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok(watcher::Event::Apply(object) | watcher::Event::InitApply(object))) => {
+                        observed = Some(object);
+                    }
+                    Some(Ok(watcher::Event::Delete(_))) => {
+                        info!(webhook_configuration = name, "deleted; its caBundle will be set when it is created again");
+                        observed = None;
+                        continue;
+                    }
+                    Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => continue,
+                    // The watcher backs off and resumes on its own.
+                    Some(Err(e)) => {
+                        warn!(webhook_configuration = name, error = %e, "watch error");
+                        continue;
+                    }
+                    None => return,
+                },
+                changed = bundle.changed() => if changed.is_err() { return },
+            }
+            let Some(configuration) = &observed else {
+                continue;
             };
-            tokio::time::sleep(wait).await;
+            let wanted = bundle.borrow_and_update().clone();
+            if let Err(e) = inject_ca_bundle(&api, configuration, &wanted).await {
+                // The next event (or the watcher's relist) tries again.
+                warn!(webhook_configuration = name, error = %e, "cannot set the caBundle; will retry");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                if let Ok(Some(fresh)) = api.get_opt(name).await {
+                    observed = Some(fresh);
+                }
+            }
         }
     }
 }
 
-/// Writes beside, then renames: the loader never reads half a file.
+/// The field manager of everything the certificate code writes, so that `managedFields`
+/// says who set the `caBundle`.
+pub const FIELD_MANAGER: &str = "asyncapi-guard-certificates";
+
+/// Sets `bundle` as the `caBundle` of every webhook of `configuration` that does not have it,
+/// by server-side apply of those fields only: nothing else of the object is sent, so a
+/// concurrent change by Helm or Argo CD is neither lost nor conflicting.
+async fn inject_ca_bundle(
+    api: &Api<ValidatingWebhookConfiguration>,
+    configuration: &ValidatingWebhookConfiguration,
+    bundle: &str,
+) -> Result<(), CertificateError> {
+    let wanted = ByteString(bundle.as_bytes().to_vec());
+    let webhooks = configuration.webhooks.as_deref().unwrap_or_default();
+    if webhooks
+        .iter()
+        .all(|webhook| webhook.client_config.ca_bundle.as_ref() == Some(&wanted))
+    {
+        return Ok(());
+    }
+    let name = configuration.metadata.name.clone().unwrap_or_default();
+    let patch = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": webhooks
+            .iter()
+            .map(|webhook| serde_json::json!({
+                "name": webhook.name,
+                "clientConfig": {"caBundle": wanted},
+            }))
+            .collect::<Vec<_>>(),
+    });
+    // Forced: a manager that set another caBundle before (an old install, a person) must not
+    // keep the API server from trusting the CA that signs what this server serves.
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    info!(webhook_configuration = %name, "caBundle set");
+    Ok(())
+}
+
+/// Writes beside, then renames: the loader never reads half a file. Everything is written
+/// 0600 (the key must be; the certificate loses nothing by it): only this server reads them.
 fn write_atomically(dir: &Path, name: &str, content: &str) -> Result<(), CertificateError> {
     let error = |source| CertificateError::Write {
         path: dir.join(name),
@@ -396,7 +529,16 @@ fn write_atomically(dir: &Path, name: &str, content: &str) -> Result<(), Certifi
         return Ok(());
     }
     let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, content).map_err(error)?;
+    // A leftover from a crash may have other permissions: start afresh.
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).map_err(error)?;
+    std::io::Write::write_all(&mut file, content.as_bytes()).map_err(error)?;
+    file.sync_all().map_err(error)?;
+    drop(file);
     std::fs::rename(&tmp, &path).map_err(error)
 }
 
@@ -419,7 +561,7 @@ mod tests {
         let material = issue(&Plan::NewCa("x"), None, &names(), NOW).unwrap();
         assert_eq!(plan(Some(&material), &names(), NOW), Plan::Keep);
         assert!(issued_by(&material.cert, &material.ca().unwrap()));
-        assert_eq!(dns_names_of(&material.cert).unwrap(), names());
+        assert_eq!(names_of(&material.cert).unwrap(), names());
         assert_eq!(pem_blocks(&material.ca_bundle).len(), 1);
     }
 
@@ -466,6 +608,32 @@ mod tests {
         assert_eq!(bundle.len(), 2);
         assert_eq!(bundle[1], material.ca().unwrap());
         assert!(issued_by(&rotated.cert, &bundle[0]));
+    }
+
+    #[test]
+    fn ip_names_become_ip_sans_and_an_unchanged_certificate_is_kept() {
+        let wanted = vec![
+            "127.0.0.1".to_owned(),
+            "guard.ns.svc".to_owned(),
+            "::1".to_owned(),
+        ];
+        let material = issue(&Plan::NewCa("x"), None, &wanted, NOW).unwrap();
+        assert_eq!(
+            names_of(&material.cert).unwrap(),
+            ["127.0.0.1", "::1", "guard.ns.svc"]
+        );
+        // Every restart of every replica used to re-issue it (issue 10).
+        assert_eq!(plan(Some(&material), &wanted, NOW), Plan::Keep);
+        let spelled_otherwise = vec![
+            "0:0:0:0:0:0:0:1".to_owned(),
+            "guard.ns.svc".to_owned(),
+            "127.0.0.1".to_owned(),
+        ];
+        assert_eq!(plan(Some(&material), &spelled_otherwise, NOW), Plan::Keep);
+        assert_eq!(
+            plan(Some(&material), &["guard.ns.svc".to_owned()], NOW),
+            Plan::RenewLeaf("the service names changed")
+        );
     }
 
     #[test]

@@ -37,8 +37,8 @@ struct Startup {
     tls_files: Option<TlsFiles>,
     /// Self-signed mode: where the CA and the example review were written.
     self_signed: Option<(PathBuf, PathBuf)>,
-    /// Self-managed mode: kept up to date by a background task.
-    self_managed: Option<SelfManaged>,
+    /// Self-managed mode: kept up to date by a background task, from what start-up made.
+    self_managed: Option<(SelfManaged, super::certificates::Material)>,
 }
 
 /// How often self-managed certificates are checked (renewal happens 30 days before expiry).
@@ -103,7 +103,7 @@ async fn prepare(args: &ServeArgs) -> anyhow::Result<Startup> {
     };
     if let Some(secret) = &args.tls_secret {
         let managed = self_managed(args, secret).await?;
-        managed
+        let material = managed
             .reconcile()
             .await
             .context("self-managed certificates")?;
@@ -118,7 +118,7 @@ async fn prepare(args: &ServeArgs) -> anyhow::Result<Startup> {
             tls: loaded,
             tls_files: Some(files),
             self_signed: None,
-            self_managed: Some(managed),
+            self_managed: Some((managed, material)),
         });
     }
     match (&args.tls_cert, &args.tls_key) {
@@ -235,7 +235,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let renewing = startup
         .self_managed
-        .map(|managed| tokio::spawn(managed.run(SELF_MANAGED_CHECK)));
+        .map(|(managed, material)| tokio::spawn(managed.run(SELF_MANAGED_CHECK, material)));
 
     tokio::select! {
         signal = shutdown_signal() => info!(signal, "draining"),

@@ -126,7 +126,11 @@ def check_webhook(label, values, objects):
         check(e["sideEffects"] == "None", f"{where}: sideEffects None (Flux's server-side dry run needs it)")
         check(e["admissionReviewVersions"] == ["v1"], f"{where}: admissionReviewVersions [v1]")
         check(e["matchPolicy"] == "Equivalent", f"{where}: matchPolicy Equivalent")
-        check(e["failurePolicy"] == values["webhook"]["failurePolicy"], f"{where}: failurePolicy")
+        if e["name"].startswith("enforce"):
+            check(e["failurePolicy"] == values["webhook"]["failurePolicy"], f"{where}: failurePolicy from the values")
+        else:
+            # warn and audit never deny: a server that is down or hung must not either.
+            check(e["failurePolicy"] == "Ignore", f"{where}: failurePolicy Ignore (warn and audit never deny)")
         check(e["timeoutSeconds"] == values["webhook"]["timeoutSeconds"], f"{where}: timeoutSeconds")
         for rule in e["rules"]:
             check(sorted(rule["operations"]) == ["CREATE", "UPDATE"], f"{where}: CREATE and UPDATE only")
@@ -145,11 +149,12 @@ def check_webhook(label, values, objects):
             check("caBundle" not in e["clientConfig"], f"{where}: caBundle left to {'cert-manager' if mode == 'certManager' else 'the server'}")
         if e["name"].split(".", 1)[1].startswith("configmaps"):
             selector = e.get("objectSelector")
-            if values["inspectAllConfigMaps"]:
-                check(selector is None, f"{where}: every ConfigMap is inspected")
-            else:
-                check(selector == {"matchExpressions": [{"key": "asyncapi-guard.io/document", "operator": "Exists"}]},
-                      f"{where}: only ConfigMaps labelled asyncapi-guard.io/document")
+            check(selector is not None, f"{where}: has an objectSelector")
+            for object_labels, judged in [({}, bool(values["inspectAllConfigMaps"])), ({"asyncapi-guard.io/document": "true"}, True),
+                                          ({"asyncapi-guard.io/document": ""}, True),
+                                          ({"asyncapi-guard.io/document": "false"}, False)]:
+                check(selector_matches(selector or {}, object_labels) == judged,
+                      f"{where}: a ConfigMap labelled {object_labels} is {'judged' if judged else 'not judged'}")
     annotation = (webhook["metadata"].get("annotations") or {}).get("cert-manager.io/inject-ca-from")
     if mode == "certManager":
         certificate = one(objects, "Certificate")
