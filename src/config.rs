@@ -38,6 +38,10 @@ pub enum ConfigError {
         column: u32,
         message: String,
     },
+    /// No document, or only comments: at start-up the defaults apply (with a log line);
+    /// on a reload it is refused, since a truncated file must not silently drop the policy.
+    #[error("{source_name}: the configuration is empty (no document, or only comments)")]
+    Empty { source_name: String },
     #[error("{source_name}{}: {}{reason}", at(*.pos), field_prefix(field))]
     Invalid {
         source_name: String,
@@ -110,6 +114,17 @@ impl Config {
         Config::parse(&bytes, &path.display().to_string())
     }
 
+    /// For start-up: an empty file means the defaults, said in the log.
+    pub fn load_or_defaults(path: &Path) -> Result<Config, ConfigError> {
+        match Config::load(path) {
+            Err(ConfigError::Empty { source_name }) => {
+                tracing::warn!(config = %source_name, "the configuration file is empty: the defaults apply");
+                Ok(Config::default())
+            }
+            other => other,
+        }
+    }
+
     pub fn parse(bytes: &[u8], source_name: &str) -> Result<Config, ConfigError> {
         let syntax = |error: LoadError| ConfigError::Syntax {
             source_name: source_name.to_owned(),
@@ -117,12 +132,14 @@ impl Config {
             column: error.pos().column,
             message: error.to_string(),
         };
+        let empty = || ConfigError::Empty {
+            source_name: source_name.to_owned(),
+        };
         let limits = Limits::default();
         let text = document::check_bytes(bytes, &limits).map_err(syntax)?;
         let stream = match document::load(text, &limits) {
             Ok(stream) => stream,
-            // A file of comments only: every default.
-            Err(LoadError::Empty) => return Ok(Config::default()),
+            Err(LoadError::Empty) => return Err(empty()),
             Err(error) => return Err(syntax(error)),
         };
         let root = match stream.documents.as_slice() {
@@ -136,10 +153,10 @@ impl Config {
                     message: "the configuration must be a single YAML document".to_owned(),
                 });
             }
-            [] => return Ok(Config::default()),
+            [] => return Err(empty()),
         };
         if root.is_null() {
-            return Ok(Config::default());
+            return Err(empty());
         }
         Reader { source_name, root }.read()
     }
@@ -289,12 +306,29 @@ mod tests {
     }
 
     #[test]
-    fn empty_files_give_defaults() {
-        for text in ["", "# nothing\n", "---\n", "{}"] {
-            let config = parse(text).unwrap();
-            assert_eq!(config.policy.mode, Mode::Enforce);
-            assert!(config.policy.production.name_matches("prod-eu"));
+    fn an_empty_file_is_told_apart_and_an_empty_mapping_gives_defaults() {
+        for text in ["", "# nothing\n", "---\n", "~\n"] {
+            assert!(
+                matches!(parse(text), Err(ConfigError::Empty { .. })),
+                "{text:?}"
+            );
         }
+        let config = parse("{}").unwrap();
+        assert_eq!(config.policy.mode, Mode::Enforce);
+        assert!(config.policy.production.name_matches("prod-eu"));
+    }
+
+    #[test]
+    fn at_start_up_an_empty_file_means_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, "# all defaults\n").unwrap();
+        assert!(matches!(
+            Config::load(&path),
+            Err(ConfigError::Empty { .. })
+        ));
+        let config = Config::load_or_defaults(&path).unwrap();
+        assert_eq!(config.policy.mode, Mode::Enforce);
     }
 
     #[test]

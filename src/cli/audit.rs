@@ -67,7 +67,7 @@ pub async fn client(
 
 pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => Config::load_or_defaults(path)?,
         None => Config::default(),
     };
     let engine = Engine::new(config.policy);

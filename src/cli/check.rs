@@ -34,7 +34,7 @@ const EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => Config::load_or_defaults(path)?,
         None => Config::default(),
     };
     let engine = Engine::new(config.policy);

@@ -381,7 +381,7 @@ mod tests {
         let warnings = r.warnings.as_ref().unwrap();
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("[server-security-missing]"));
-        assert!(warnings[0].chars().count() <= 120);
+        assert!(warnings[0].chars().count() <= 256);
 
         let audit = RequestOptions::from_query(Some("mode=audit")).unwrap();
         let (answer, outcome) = review(&active(), &config_map_review("CREATE", INSECURE), &audit);

@@ -15,6 +15,8 @@ struct RequestLabels {
     kind: String,
     operation: String,
     verdict: String,
+    /// Argo CD and Flux diff by server-side dry run: those requests are counted apart.
+    dry_run: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,7 +57,7 @@ impl Default for Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "admission_requests",
-            "Admission requests, by kind, operation and verdict",
+            "Admission requests, by kind, operation, verdict and whether they were dry runs",
             requests.clone(),
         );
         let findings = Family::<FindingLabels, Counter>::default();
@@ -139,6 +141,7 @@ impl Metrics {
                 }
                 .to_owned(),
                 verdict: outcome.verdict.as_str().to_owned(),
+                dry_run: outcome.dry_run.to_string(),
             })
             .inc();
         for (rule, mode) in &outcome.findings {
@@ -202,7 +205,7 @@ mod tests {
         metrics.config_reloaded(false);
         metrics.set_certificate_expiry(1_900_000_000);
         let text = metrics.encode();
-        assert!(text.contains("asyncapi_guard_admission_requests_total{kind=\"ConfigMap\",operation=\"CREATE\",verdict=\"denied\"} 1"), "{text}");
+        assert!(text.contains("asyncapi_guard_admission_requests_total{kind=\"ConfigMap\",operation=\"CREATE\",verdict=\"denied\",dry_run=\"false\"} 1"), "{text}");
         assert!(text.contains("asyncapi_guard_admission_findings_total{kind=\"ConfigMap\",rule=\"server-security-missing\",mode=\"enforce\"} 1"));
         assert!(text.contains("asyncapi_guard_config_reloads_total{result=\"failure\"} 1"));
         assert!(text.contains("asyncapi_guard_certificate_expiry_timestamp_seconds 1900000000"));

@@ -98,7 +98,7 @@ async fn prepare(args: &ServeArgs) -> anyhow::Result<Startup> {
         bail!("--request-timeout must be between 100ms and 30s (the API server waits at most 30s)");
     }
     let config = match &args.config {
-        Some(path) => Config::load(path)?,
+        Some(path) => Config::load_or_defaults(path)?,
         None => Config::default(),
     };
     if let Some(secret) = &args.tls_secret {
