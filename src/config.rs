@@ -285,6 +285,13 @@ impl Reader<'_> {
             }
         }
 
+        if file.kubernetes.namespaces.default_mode == Mode::Off {
+            return Err(self.invalid(
+                "kubernetes.namespaces.defaultMode",
+                "must be enforce, warn or audit (label a namespace asyncapi-guard.io/mode=off to leave it out)",
+            ));
+        }
+
         Ok(Config {
             policy: Policy {
                 mode: file.mode,

@@ -13,9 +13,9 @@ use asyncapi_guard::audit::list;
 use asyncapi_guard::audit::{asyncapi_resource, config_map_resource};
 use asyncapi_guard::engine::Engine;
 use asyncapi_guard::kubernetes::extract::ExtractConfig;
-use asyncapi_guard::webhook::api::AppState;
-use asyncapi_guard::webhook::metrics::Metrics;
-use asyncapi_guard::webhook::state::{ActiveConfig, Health};
+use asyncapi_guard::service::Shared as AppState;
+use asyncapi_guard::service::metrics::Metrics;
+use asyncapi_guard::service::state::{ActiveConfig, Health};
 use common::mock_api::{self, status};
 use http::Method;
 use kube::api::DynamicObject;
@@ -53,6 +53,17 @@ async fn the_census_pages_through_lists_and_reports_what_it_could_not_list() {
         )
         .await
     });
+    // The namespaces' labels first: they choose the mode, as they choose the webhook entry.
+    let namespaces = api.expect(Method::GET, "/api/v1/namespaces?").await;
+    assert!(namespaces.uri.contains("limit=2"), "{}", namespaces.uri);
+    namespaces.respond(
+        200,
+        list_page(
+            "NamespaceList",
+            vec![json!({"metadata": {"name": "payments", "resourceVersion": "1"}})],
+            None,
+        ),
+    );
     let first = api.expect(Method::GET, "/api/v1/configmaps?").await;
     assert!(
         first.uri.contains("limit=2") && !first.uri.contains("continue"),
@@ -130,7 +141,6 @@ fn state() -> AppState {
         config: Arc::new(ArcSwap::from_pointee(ActiveConfig::default())),
         metrics: Arc::new(Metrics::default()),
         health: Arc::new(Health::default()),
-        request_timeout: Duration::from_secs(5),
     }
 }
 

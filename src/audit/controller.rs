@@ -12,21 +12,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event as EventObject;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use tracing::{info, warn};
 
+use super::list::namespace_labels;
 use super::status::{config_map_event, desired_condition};
-use super::{Audited, asyncapi_resource, config_map_resource};
+use super::{Audited, NamespaceLabels, asyncapi_resource, config_map_resource};
 use crate::engine::finding::RuleId;
-use crate::webhook::api::AppState;
-use crate::webhook::metrics::ViolationLabels;
-use crate::webhook::state::ActiveConfig;
+use crate::service::metrics::ViolationLabels;
+use crate::service::state::ActiveConfig;
+use crate::service::{Shared, Shutdown};
+
+/// The Events' reporting controller: a new leader finds its predecessor's by it.
+const REPORTING_CONTROLLER: &str = "asyncapi-guard";
+/// The Lease lasts this long without renewal, and is renewed this long before it ends. A
+/// follower waits at most the duration after a release: short enough for a handover within
+/// seconds of a SIGTERM, long enough that a renewal every two seconds is no load.
+const LEASE_SECONDS: u64 = 4;
+const LEASE_GRACE_SECONDS: u64 = 2;
 
 pub const FIELD_MANAGER: &str = "asyncapi-guard-audit";
 
@@ -42,11 +53,13 @@ pub struct AuditSettings {
 }
 
 /// Runs the audit on a thread of its own for the life of the server: its retries against an
-/// unreachable API server can never take time from admission requests.
+/// unreachable API server can never take time from admission requests. The thread ends once
+/// `shutdown` is cancelled and the Lease is released.
 pub fn spawn(
     config: kube::Config,
-    state: AppState,
+    state: Shared,
     settings: AuditSettings,
+    shutdown: Shutdown,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("audit".to_owned())
@@ -60,46 +73,63 @@ pub fn spawn(
             };
             runtime.block_on(async move {
                 match Client::try_from(config) {
-                    Ok(client) => run(client, state, settings).await,
+                    Ok(client) => run(client, state, settings, shutdown).await,
                     Err(e) => warn!(error = %e, "audit: cannot make a Kubernetes client"),
                 }
             });
         })
 }
 
-/// Leads when this replica holds the Lease; waits otherwise.
-pub async fn run(client: Client, state: AppState, settings: AuditSettings) {
+/// Leads when this replica holds the Lease; waits otherwise. On shutdown it stops, and
+/// releases the Lease so that another replica takes over at once rather than when it expires.
+pub async fn run(client: Client, state: Shared, settings: AuditSettings, shutdown: Shutdown) {
     let manager = loop {
         let built = LeaseManagerBuilder::new(client.clone(), &settings.lease)
             .with_namespace(&settings.namespace)
             .with_identity(&settings.identity)
-            .with_duration(15)
-            .with_grace(5)
+            .with_duration(LEASE_SECONDS)
+            .with_grace(LEASE_GRACE_SECONDS)
+            .with_field_manager(FIELD_MANAGER)
             .build()
             .await;
         match built {
             Ok(manager) => break manager,
             Err(e) => {
                 warn!(error = %e, "audit: cannot set up the lease; retrying");
-                tokio::time::sleep(Duration::from_secs(10)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    () = shutdown.cancelled() => return,
+                }
             }
         }
     };
-    let (mut leading, _lease_task) = manager.watch().await;
-    loop {
+    let (mut leading, lease_task) = manager.watch().await;
+    'terms: loop {
         while !*leading.borrow_and_update() {
-            if leading.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = leading.changed() => if changed.is_err() { break 'terms },
+                () = shutdown.cancelled() => break 'terms,
             }
         }
         info!(identity = %settings.identity, "audit: this replica holds the lease and audits the cluster");
         let mut auditor = Auditor::new(client.clone(), state.clone(), &settings);
-        tokio::select! {
-            () = auditor.lead(&settings) => {}
-            () = async { while *leading.borrow_and_update() { if leading.changed().await.is_err() { break; } } } => {}
+        let stopping = tokio::select! {
+            () = auditor.lead(&settings) => false,
+            () = async { while *leading.borrow_and_update() { if leading.changed().await.is_err() { break; } } } => false,
+            () = shutdown.cancelled() => true,
+        };
+        auditor.forget_all();
+        if stopping {
+            break;
         }
         info!("audit: lease lost; another replica audits");
-        auditor.forget_all();
+    }
+    // The lease task releases the Lease when its last receiver is gone.
+    drop(leading);
+    match tokio::time::timeout(Duration::from_secs(3), lease_task).await {
+        Ok(Ok(Ok(_))) => info!("audit: lease released"),
+        Ok(Ok(Err(e))) => warn!(error = %e, "audit: cannot release the lease; it will expire"),
+        Ok(Err(_)) | Err(_) => warn!("audit: the lease was not released in time; it will expire"),
     }
 }
 
@@ -116,7 +146,11 @@ struct Summary {
 
 pub struct Auditor {
     client: Client,
-    state: AppState,
+    state: Shared,
+    namespaces: NamespaceLabels,
+    /// The last Event note asyncapi-guard emitted per object uid, as found at the start of
+    /// the leadership: a new leader does not repeat its predecessor's Events.
+    emitted: HashMap<String, String>,
     recorder: Recorder,
     /// By resource plural and object uid.
     objects: HashMap<(String, String), Summary>,
@@ -132,33 +166,94 @@ impl std::fmt::Debug for Auditor {
 }
 
 impl Auditor {
-    pub fn new(client: Client, state: AppState, settings: &AuditSettings) -> Self {
+    pub fn new(client: Client, state: Shared, settings: &AuditSettings) -> Self {
         let reporter = Reporter {
-            controller: "asyncapi-guard".to_owned(),
+            controller: REPORTING_CONTROLLER.to_owned(),
             instance: Some(settings.identity.clone()),
         };
         Auditor {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             state,
+            namespaces: NamespaceLabels::default(),
+            emitted: HashMap::new(),
             objects: HashMap::new(),
             counts: BTreeMap::new(),
         }
     }
 
+    /// The Events asyncapi-guard already emitted, newest last: what a new leader must not
+    /// emit again while the verdict stays the same.
+    pub async fn remember_emitted_events(&mut self) {
+        let api: Api<EventObject> = Api::all(self.client.clone());
+        let mut params = ListParams::default().limit(500);
+        let mut found: HashMap<String, (Option<Timestamp>, String)> = HashMap::new();
+        loop {
+            let page = match api.list(&params).await {
+                Ok(page) => page,
+                Err(e) => {
+                    warn!(error = %e, "audit: cannot list past Events; unchanged verdicts may be reported again");
+                    return;
+                }
+            };
+            for event in &page.items {
+                if event.reporting_controller.as_deref() != Some(REPORTING_CONTROLLER) {
+                    continue;
+                }
+                let (Some(uid), Some(note)) = (
+                    event.regarding.as_ref().and_then(|r| r.uid.clone()),
+                    event.note.clone(),
+                ) else {
+                    continue;
+                };
+                let when = event
+                    .series
+                    .as_ref()
+                    .map(|s| s.last_observed_time.0)
+                    .or(event.event_time.as_ref().map(|t| t.0))
+                    .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0));
+                match found.get(&uid) {
+                    Some((seen, _)) if *seen >= when => {}
+                    _ => {
+                        found.insert(uid, (when, note));
+                    }
+                }
+            }
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => break,
+            }
+        }
+        self.emitted = found
+            .into_iter()
+            .map(|(uid, (_, note))| (uid, note))
+            .collect();
+    }
+
     /// Watches and judges until the lease is lost (the caller drops this future).
     async fn lead(&mut self, settings: &AuditSettings) {
+        self.remember_emitted_events().await;
         loop {
             let config = self.state.config.load_full();
+            match namespace_labels(&self.client, None, 500).await {
+                Ok(labels) => self.namespaces = labels,
+                Err(e) => {
+                    warn!(error = %e, "audit: cannot list namespaces; their last known labels apply")
+                }
+            }
             let resources = [config_map_resource(), asyncapi_resource()];
-            let streams = resources.iter().map(|resource| {
+            let objects = resources.iter().map(|resource| {
                 let api: Api<DynamicObject> = Api::all_with(self.client.clone(), resource);
                 watcher(api, watcher::Config::default())
                     .default_backoff()
                     .map(move |event| (resource.clone(), event))
                     .boxed()
             });
-            let mut events = futures::stream::select_all(streams);
+            let mut events = futures::stream::select_all(objects);
+            let namespace_api: Api<Namespace> = Api::all(self.client.clone());
+            let mut namespace_events = watcher(namespace_api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
             let deadline = tokio::time::sleep(settings.resync);
             tokio::pin!(deadline);
             let mut config_check = tokio::time::interval(Duration::from_secs(5));
@@ -168,6 +263,19 @@ impl Auditor {
                         Some((resource, Ok(event))) => self.on_event(&config, &resource, event).await,
                         // The watcher backs off and resumes on its own.
                         Some((resource, Err(e))) => warn!(resource = %resource.plural, error = %e, "audit: watch error"),
+                        None => break,
+                    },
+                    next = namespace_events.next() => match next {
+                        Some(Ok(watcher::Event::Apply(namespace) | watcher::Event::InitApply(namespace))) => {
+                            // New labels can change the mode of every object of the namespace.
+                            if self.namespaces.insert(&namespace) {
+                                info!(namespace = %namespace.name_any(), "audit: namespace labels changed; re-auditing");
+                                break;
+                            }
+                        }
+                        Some(Ok(watcher::Event::Delete(namespace))) => self.namespaces.remove(&namespace.name_any()),
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => warn!(error = %e, "audit: namespace watch error"),
                         None => break,
                     },
                     () = &mut deadline => {
@@ -229,13 +337,24 @@ impl Auditor {
         resource: &ApiResource,
         object: &DynamicObject,
     ) {
-        let audited = Audited::judge(&config.engine, &config.kubernetes, resource, object);
+        let namespace_labels = self.namespaces.of(object.namespace().as_deref());
+        let audited = Audited::judge(
+            &config.engine,
+            &config.kubernetes,
+            resource,
+            object,
+            namespace_labels,
+        );
         let key = (resource.plural.clone(), object.uid().unwrap_or_default());
         if !audited.carries_documents() {
             self.forget(&key);
             return;
         }
-        let mut summary = self.objects.get(&key).cloned().unwrap_or_default();
+        let mut summary = self.objects.get(&key).cloned().unwrap_or_else(|| Summary {
+            // What a predecessor emitted counts as emitted: no repeat after a leader change.
+            last_event: self.emitted.get(&key.1).cloned(),
+            ..Summary::default()
+        });
         summary.stale = false;
         summary.namespace = object.namespace().unwrap_or_default();
         let violations: Vec<RuleId> = audited.violations().map(|(_, f)| f.rule).collect();
@@ -383,7 +502,7 @@ pub async fn publish_event(
 /// For tests of a single audit pass: judges `object` with `state`'s configuration.
 pub async fn audit_once(
     client: Client,
-    state: AppState,
+    state: Shared,
     resource: &ApiResource,
     object: &DynamicObject,
 ) -> Vec<(String, String, i64)> {

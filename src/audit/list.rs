@@ -1,10 +1,11 @@
 //! Listing what is in the cluster, page by page (`limit` and `continue`), judging each page
 //! as it comes so that memory holds verdicts, not every ConfigMap.
 
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, ResourceExt};
 
-use super::{Audited, asyncapi_resource, config_map_resource};
+use super::{Audited, NamespaceLabels, asyncapi_resource, config_map_resource};
 use crate::engine::Engine;
 use crate::kubernetes::extract::ExtractConfig;
 
@@ -48,7 +49,36 @@ pub async fn audit_resource(
     }
 }
 
-/// ConfigMaps (labelled ones, and unlabelled ones that hold AsyncAPI) and AsyncAPI resources.
+/// The labels of `namespace` (or of every namespace): they choose the mode, as they choose
+/// the webhook entry.
+pub async fn namespace_labels(
+    client: &Client,
+    namespace: Option<&str>,
+    page_size: u32,
+) -> Result<NamespaceLabels, kube::Error> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let mut labels = NamespaceLabels::default();
+    if let Some(name) = namespace {
+        if let Some(found) = api.get_opt(name).await? {
+            labels.insert(&found);
+        }
+        return Ok(labels);
+    }
+    let mut params = ListParams::default().limit(page_size);
+    loop {
+        let page = api.list(&params).await?;
+        for namespace in &page.items {
+            labels.insert(namespace);
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(labels),
+        }
+    }
+}
+
+/// ConfigMaps (labelled ones, and unlabelled ones that hold AsyncAPI) and AsyncAPI resources,
+/// each judged as admission would in its namespace.
 pub async fn census(
     client: &Client,
     engine: &Engine,
@@ -57,8 +87,23 @@ pub async fn census(
     page_size: u32,
 ) -> Result<Census, kube::Error> {
     let mut census = Census::default();
+    let labels = match namespace_labels(client, namespace, page_size).await {
+        Ok(labels) => labels,
+        // Without them every namespace gets the default mode; say so rather than stop.
+        Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => {
+            census.skipped.push(format!(
+                "namespaces: {} ({}); their asyncapi-guard.io/mode labels are unknown, so every namespace was judged in the default mode",
+                status.message, status.code
+            ));
+            NamespaceLabels::default()
+        }
+        Err(e) => return Err(e),
+    };
     for resource in [config_map_resource(), asyncapi_resource()] {
-        let judge = |object: &DynamicObject| Audited::judge(engine, kubernetes, &resource, object);
+        let judge = |object: &DynamicObject| {
+            let namespace_labels = labels.of(object.namespace().as_deref());
+            Audited::judge(engine, kubernetes, &resource, object, namespace_labels)
+        };
         match audit_resource(client, &resource, namespace, page_size, judge, &mut census).await {
             Ok(()) => {}
             // A missing CRD or a forbidden kind is reported, not fatal: the rest is still audited.

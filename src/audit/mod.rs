@@ -10,12 +10,14 @@ pub mod controller;
 pub mod list;
 pub mod status;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Resource;
 use kube::api::{ApiResource, DynamicObject};
 
+use crate::engine::Engine;
 use crate::engine::finding::{Finding, Mode};
-use crate::engine::{Engine, Overrides};
 use crate::kubernetes::extract::{
     CR_GROUP, CR_KIND, CR_PLURAL, CR_VERSION, DocumentLabel, ExtractConfig, ObjectId,
 };
@@ -38,24 +40,55 @@ pub fn config_map_resource() -> ApiResource {
     ApiResource::erase::<ConfigMap>(&())
 }
 
+/// The labels of the cluster's namespaces: they choose the mode admission applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceLabels(HashMap<String, BTreeMap<String, String>>);
+
+impl NamespaceLabels {
+    const NONE: &BTreeMap<String, String> = &BTreeMap::new();
+
+    /// Records a namespace; says whether its labels changed.
+    pub fn insert(&mut self, namespace: &Namespace) -> bool {
+        let name = namespace.metadata.name.clone().unwrap_or_default();
+        let labels = namespace.metadata.labels.clone().unwrap_or_default();
+        self.0.insert(name, labels.clone()) != Some(labels)
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.0.remove(name);
+    }
+
+    /// The labels of `namespace`; none for one not seen (its objects get the default mode).
+    pub fn of(&self, namespace: Option<&str>) -> &BTreeMap<String, String> {
+        namespace
+            .and_then(|ns| self.0.get(ns))
+            .unwrap_or(Self::NONE)
+    }
+}
+
 /// An object of the cluster, judged.
 #[derive(Debug, Clone)]
 pub struct Audited {
     pub id: ObjectId,
     /// Opted in (a labelled ConfigMap, an AsyncAPI resource), so admission judges it too.
     pub guarded: bool,
+    /// The mode admission applies in its namespace.
+    pub mode: Mode,
     pub documents: Vec<JudgedDocument>,
 }
 
 impl Audited {
-    /// Judges `object` of kind `resource`. A ConfigMap without the label is searched for keys
-    /// that hold AsyncAPI documents, whatever the installation's admission settings: those
-    /// are the "unguarded" ones.
+    /// Judges `object` of kind `resource` as admission would in its namespace (labelled
+    /// `namespace_labels`): in the mode the labels choose, and not at all where admission
+    /// does not look (an excluded namespace, `mode=off`, a ConfigMap labelled `false`). A
+    /// ConfigMap without the label is searched for keys that hold AsyncAPI documents,
+    /// whatever the installation's admission settings: those are the "unguarded" ones.
     pub fn judge(
         engine: &Engine,
         kubernetes: &ExtractConfig,
         resource: &ApiResource,
         object: &DynamicObject,
+        namespace_labels: &BTreeMap<String, String>,
     ) -> Audited {
         let meta = object.meta();
         let id = ObjectId {
@@ -65,31 +98,31 @@ impl Audited {
             name: meta.name.clone().unwrap_or_default(),
         };
         let label = DocumentLabel::of(meta);
-        if id.is_config_map() && label == DocumentLabel::OptedOut {
+        let overrides = kubernetes
+            .namespaces
+            .overrides_for(id.namespace.as_deref(), namespace_labels);
+        let Some(overrides) = overrides.filter(|_| {
             // Opted out on purpose: neither admission nor the audit judges it.
+            !(id.is_config_map() && label == DocumentLabel::OptedOut)
+        }) else {
             return Audited {
                 id,
                 guarded: false,
+                mode: Mode::Off,
                 documents: Vec::new(),
             };
-        }
+        };
         let guarded = !id.is_config_map() || label == DocumentLabel::OptedIn;
         let search_all = ExtractConfig {
             inspect_all_config_maps: true,
             ..kubernetes.clone()
         };
         let extract = if guarded { kubernetes } else { &search_all };
-        let documents = judge_object(
-            engine,
-            &id,
-            meta,
-            &object.data,
-            extract,
-            &Overrides::default(),
-        );
+        let documents = judge_object(engine, &id, meta, &object.data, extract, &overrides);
         Audited {
             id,
             guarded,
+            mode: overrides.mode,
             documents,
         }
     }

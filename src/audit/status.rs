@@ -7,6 +7,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::{Event, EventType};
 
 use super::Audited;
+use crate::engine::finding::Mode;
 
 pub const CONDITION_TYPE: &str = "SecurityCompliant";
 pub const COMPLIANT_REASON: &str = "Compliant";
@@ -26,9 +27,13 @@ pub fn desired_condition(
                 .iter()
                 .map(|d| d.evaluation.findings.len())
                 .sum();
+            let mode = match audited.mode {
+                Mode::Enforce => String::new(),
+                other => format!(" (its namespace is in {other} mode)"),
+            };
             let message = match warnings {
-                0 => "no violations of the asyncapi-guard policy".to_owned(),
-                n => format!("no enforced violations; {n} finding(s) in warn or audit mode"),
+                0 => format!("no violations of the asyncapi-guard policy{mode}"),
+                n => format!("no enforced violations{mode}; {n} finding(s) in warn or audit mode"),
             };
             ("True", COMPLIANT_REASON.to_owned(), message)
         }
@@ -134,6 +139,7 @@ mod tests {
             &ExtractConfig::default(),
             &asyncapi_resource(),
             &object,
+            &Default::default(),
         )
     }
 
@@ -153,6 +159,7 @@ mod tests {
             &ExtractConfig::default(),
             &config_map_resource(),
             &object,
+            &Default::default(),
         )
     }
 

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{ArgAction, Args};
 
+use super::manifest;
 use crate::config::Config;
 use crate::engine::{Engine, Overrides};
 use crate::kubernetes::extract::ExtractConfig;
-use crate::kubernetes::manifest;
 use crate::report::{self, DocumentReport, Format};
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod manifest;
 pub mod serve;
 
 use std::process::ExitCode;

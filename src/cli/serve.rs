@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::app::{AuditOptions, ServeOptions};
+use crate::webhook::server::{SelfManagedOptions, TlsSource, WebhookOptions};
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address of the admission port (HTTPS): /validate, /healthz, /readyz.
@@ -124,13 +127,63 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
+impl ServeArgs {
+    /// The flags, as the parts of `serve` take them.
+    pub fn options(&self) -> anyhow::Result<ServeOptions> {
+        let tls = match (&self.tls_secret, &self.tls_cert, &self.tls_key) {
+            (Some(secret), _, _) => TlsSource::SelfManaged(SelfManagedOptions {
+                secret: secret.clone(),
+                namespace: self.namespace.clone(),
+                names: self.tls_dns_names.clone(),
+                webhook_configuration: self.webhook_configuration.clone(),
+                dir: self
+                    .tls_dir
+                    .clone()
+                    .unwrap_or_else(|| std::env::temp_dir().join("asyncapi-guard").join("tls")),
+            }),
+            (None, Some(cert), Some(key)) => TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            (None, None, None) => TlsSource::SelfSigned {
+                dir: self
+                    .self_signed_dir
+                    .clone()
+                    .unwrap_or_else(|| std::env::temp_dir().join("asyncapi-guard")),
+            },
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        Ok(ServeOptions {
+            webhook: WebhookOptions {
+                listen: self.listen,
+                metrics_listen: self.metrics_listen,
+                tls,
+                client_ca: self.client_ca.clone(),
+                config: self.config.clone(),
+                max_request_bytes: self.max_request_bytes,
+                request_timeout: self.request_timeout,
+                shutdown_delay: self.shutdown_delay,
+                shutdown_grace: self.shutdown_grace,
+                reload_interval: self.reload_interval,
+            },
+            audit: self.audit.then(|| AuditOptions {
+                lease: self.audit_lease.clone(),
+                namespace: self.namespace.clone(),
+                identity: self.pod_name.clone(),
+                resync: self.audit_resync,
+            }),
+        })
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     init_logging(args.log_format);
+    let options = args.options()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Large documents are judged on the blocking pool; bound it, and memory with it.
         .max_blocking_threads(8)
         .build()?;
-    runtime.block_on(crate::webhook::run(args))?;
+    runtime.block_on(crate::app::serve(options))?;
     Ok(std::process::ExitCode::SUCCESS)
 }

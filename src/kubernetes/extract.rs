@@ -35,6 +35,10 @@ pub struct ExtractConfig {
     /// Other kinds that carry a document in one field.
     #[serde(default)]
     pub kinds: Vec<CarrierKind>,
+    /// Which namespaces admission judges and in which mode (the chart renders it from its
+    /// webhook entries); the audit follows it.
+    #[serde(default)]
+    pub namespaces: super::namespaces::NamespaceScope,
 }
 
 /// A kind that carries a document in the field a JSON pointer names: as YAML or JSON text,
@@ -433,6 +437,7 @@ mod tests {
     fn configured_kinds_as_text_or_object() {
         let config = ExtractConfig {
             inspect_all_config_maps: false,
+            namespaces: Default::default(),
             kinds: vec![CarrierKind {
                 group: "events.example.com".into(),
                 kind: "Contract".into(),

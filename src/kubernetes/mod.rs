@@ -2,7 +2,7 @@
 //! judging them with the engine. The webhook, the audit and `check` all come through here.
 
 pub mod extract;
-pub mod manifest;
+pub mod namespaces;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;

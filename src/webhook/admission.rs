@@ -12,7 +12,7 @@ use crate::kubernetes::extract::ObjectId;
 use crate::kubernetes::judge_object;
 use crate::report::admission::{Judged, audit_annotations, denial_message, warnings};
 
-use super::state::ActiveConfig;
+use crate::service::state::ActiveConfig;
 
 /// What the webhook URL asks. The chart registers the same server once per mode, chosen by
 /// namespace labels. The API server accepts no query string in a webhook's URL and only
@@ -110,6 +110,18 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// What the metrics count of it.
+    pub fn record(&self) -> crate::service::metrics::RequestRecord<'_> {
+        crate::service::metrics::RequestRecord {
+            kind: &self.kind,
+            operation: &self.operation,
+            verdict: self.verdict.as_str(),
+            dry_run: self.dry_run,
+            findings: &self.findings,
+            document_bytes: &self.document_bytes,
+        }
+    }
+
     fn new(uid: &str) -> Self {
         Outcome {
             uid: uid.to_owned(),

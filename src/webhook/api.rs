@@ -1,10 +1,8 @@
 //! The HTTP endpoints: `POST /validate` and the health checks on the TLS port; `/metrics`
 //! and the health checks on the plain-HTTP metrics port.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
@@ -15,14 +13,11 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::info;
 
 use super::admission::{self, Outcome, RequestOptions, Verdict};
-use super::metrics::Metrics;
-use super::state::{ActiveConfig, Health};
+use crate::service::Shared;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub config: Arc<ArcSwap<ActiveConfig>>,
-    pub metrics: Arc<Metrics>,
-    pub health: Arc<Health>,
+    pub shared: Shared,
     /// The longest a request may take to judge.
     pub request_timeout: Duration,
 }
@@ -63,7 +58,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.health.readiness() {
+    match state.shared.health.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -79,7 +74,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        state.shared.metrics.encode(),
     )
         .into_response()
 }
@@ -146,7 +141,7 @@ async fn answer(
     let (review, outcome) = match RequestOptions::parse(&segments, query.as_deref()) {
         Err(why) => admission::invalid(&admission::uid_of(&body), &why),
         Ok(options) => {
-            let active = state.config.load_full();
+            let active = state.shared.config.load_full();
             if body.len() <= INLINE_BYTES {
                 admission::review(&active, &body, &options)
             } else {
@@ -172,7 +167,10 @@ async fn answer(
         }
     };
     let elapsed = started.elapsed();
-    state.metrics.observe(&outcome, elapsed.as_secs_f64());
+    state
+        .shared
+        .metrics
+        .observe(&outcome.record(), elapsed.as_secs_f64());
     log(&outcome, elapsed);
     (StatusCode::OK, Json(review)).into_response()
 }
@@ -215,11 +213,8 @@ mod tests {
     use tower::ServiceExt;
 
     fn state() -> AppState {
-        let health = Arc::new(Health::default());
         AppState {
-            config: Arc::new(ArcSwap::from_pointee(ActiveConfig::default())),
-            metrics: Arc::new(Metrics::default()),
-            health,
+            shared: Shared::default(),
             request_timeout: Duration::from_secs(5),
         }
     }
@@ -346,7 +341,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ready.status(), StatusCode::OK);
-        state.health.start_draining();
+        state.shared.health.start_draining();
         let draining = router
             .oneshot(Request::get("/readyz").body(Body::empty()).unwrap())
             .await

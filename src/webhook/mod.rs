@@ -4,15 +4,13 @@
 //! - [`api`]: the HTTP endpoints.
 //! - [`server`]: start-up, listeners, draining.
 //! - [`tls`], [`reload`], [`certificates`]: certificates, reloading, self-managed
-//!   certificates; [`metrics`], [`state`].
+//!   certificates.
+//!
+//! It knows nothing of the command line or of the audit: [`crate::app`] wires them.
 
 pub mod admission;
 pub mod api;
 pub mod certificates;
-pub mod metrics;
 pub mod reload;
 pub mod server;
-pub mod state;
 pub mod tls;
-
-pub use server::run;

@@ -12,10 +12,10 @@ use axum_server::tls_rustls::RustlsConfig;
 use notify::{RecursiveMode, Watcher};
 use tracing::{error, info, warn};
 
-use super::api::AppState;
-use super::state::ActiveConfig;
 use super::tls::{self, TlsFiles};
 use crate::config::Config;
+use crate::service::Shared;
+use crate::service::state::ActiveConfig;
 
 /// Writes are often several events in a row (a Secret update is four or five): wait for
 /// the last before reading.
@@ -23,7 +23,7 @@ const SETTLE: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
 pub struct Reloader {
-    state: AppState,
+    state: Shared,
     tls: Option<(TlsFiles, RustlsConfig)>,
     config_path: Option<PathBuf>,
     seen_tls: Option<Vec<Vec<u8>>>,
@@ -34,7 +34,7 @@ impl Reloader {
     /// `tls` and `config_path` are what start-up loaded; their current contents are the
     /// baseline.
     pub fn new(
-        state: AppState,
+        state: Shared,
         tls: Option<(TlsFiles, RustlsConfig)>,
         config_path: Option<PathBuf>,
     ) -> Self {

@@ -244,7 +244,8 @@ def check_workload(label, values, rendered, objects):
             (("",), ("configmaps",), (), "list"), (("",), ("configmaps",), (), "watch"),
             (("asyncapi-guard.io",), ("asyncapis",), (), "list"), (("asyncapi-guard.io",), ("asyncapis",), (), "watch"),
             (("asyncapi-guard.io",), ("asyncapis/status",), (), "patch"),
-            (("events.k8s.io",), ("events",), (), "create"),
+            (("events.k8s.io",), ("events",), (), "create"), (("events.k8s.io",), ("events",), (), "list"),
+            (("",), ("namespaces",), (), "list"), (("",), ("namespaces",), (), "watch"),
             (("coordination.k8s.io",), ("leases",), (lease,), "get"), (("coordination.k8s.io",), ("leases",), (lease,), "patch"),
             (("coordination.k8s.io",), ("leases",), (), "create"),
         }
@@ -281,6 +282,18 @@ def check_config_loads(label, binary, rendered):
     result = subprocess.run([binary, "check", "--config", f.name, os.path.join(ROOT, "examples", "orders-secure.yaml")], capture_output=True, text=True)
     os.unlink(f.name)
     check(result.returncode == 0, f"{label}: the rendered configuration loads: {result.stderr.strip()}")
+
+
+def check_audit_follows_the_webhook(label, values, rendered, objects):
+    """The audit judges each namespace as the webhook entries do: same default mode, same
+    excluded namespaces (issue 10: it reported violations in excluded and off namespaces)."""
+    config = yaml.safe_load(yaml.safe_load(rendered["asyncapi-guard/templates/configmap.yaml"])["data"]["config.yaml"])
+    scope = config["kubernetes"]["namespaces"]
+    webhook = one(objects, "ValidatingWebhookConfiguration")
+    check(scope["defaultMode"] == values["webhook"]["defaultMode"], f"{label}: the audit's default mode is the webhook's")
+    for e in webhook["webhooks"]:
+        names_rule = [x for x in e["namespaceSelector"]["matchExpressions"] if x["key"] == "kubernetes.io/metadata.name"][0]
+        check(sorted(names_rule["values"]) == sorted(scope["exclude"]), f"{label}: {e['name']} and the audit exclude the same namespaces")
 
 
 def check_crd_accepts_examples():
@@ -386,6 +399,7 @@ def main():
         check_webhook(label, merged, objects)
         check_workload(label, merged, first, objects)
         check_config_loads(label, binary, first)
+        check_audit_follows_the_webhook(label, merged, first, objects)
         check_args_parse(label, binary, objects)
         if not values:
             default_objects = objects

@@ -63,6 +63,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/* The configuration file, from .Values.policy and the Kubernetes values. */}}
+{{- /* Namespaces no webhook entry matches: the system ones, the release's own, and the configured ones. */}}
+{{- define "asyncapi-guard.excludedNamespaces" -}}
+{{- concat (list "kube-system" "kube-public" "kube-node-lease" .Release.Namespace) .Values.webhook.excludeNamespaces | uniq | toJson }}
+{{- end }}
+
 {{- define "asyncapi-guard.config" -}}
 {{- $production := dict "allServers" .Values.policy.production.allServers }}
 {{- range $key := list "include" "exclude" "tags" }}
@@ -79,6 +84,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       "rules" .Values.policy.rules
       "production" $production
       "limits" .Values.policy.limits
-      "kubernetes" (dict "inspectAllConfigMaps" .Values.inspectAllConfigMaps "kinds" $kinds) }}
+      "kubernetes" (dict "inspectAllConfigMaps" .Values.inspectAllConfigMaps "kinds" $kinds
+                         "namespaces" (dict "defaultMode" .Values.webhook.defaultMode "exclude" (include "asyncapi-guard.excludedNamespaces" . | fromJsonArray))) }}
 {{- toYaml $config }}
 {{- end }}

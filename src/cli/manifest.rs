@@ -2,14 +2,14 @@
 
 use serde_json::Value;
 
-use super::{extract, identify, judge_carried};
 use crate::engine::document::NodeRef;
 use crate::engine::document::Stream;
 use crate::engine::document::pointer;
 use crate::engine::document::value::to_json;
 use crate::engine::{Engine, Overrides};
+use crate::kubernetes::extract::{self, Content, ExtractConfig};
+use crate::kubernetes::{identify, judge_carried};
 use crate::report::DocumentReport;
-use extract::{Content, ExtractConfig};
 
 /// A file is a manifest when its first document is an object with `apiVersion` and `kind`
 /// (and is not itself an AsyncAPI document).

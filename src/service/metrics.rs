@@ -1,4 +1,5 @@
-//! Prometheus metrics, in text format on the plain-HTTP metrics port.
+//! Prometheus metrics, in text format on the plain-HTTP metrics port: the webhook's
+//! requests, reloads and certificates, and the audit's gauges.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -8,7 +9,20 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::admission::Outcome;
+use crate::engine::finding::{Mode, RuleId};
+
+/// One admission request, as the metrics count it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestRecord<'a> {
+    /// Empty when the request could not be read.
+    pub kind: &'a str,
+    pub operation: &'a str,
+    /// `allowed`, `denied`, `invalid`.
+    pub verdict: &'a str,
+    pub dry_run: bool,
+    pub findings: &'a [(RuleId, Mode)],
+    pub document_bytes: &'a [usize],
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -125,11 +139,11 @@ fn result(ok: bool) -> ResultLabels {
 }
 
 impl Metrics {
-    pub fn observe(&self, outcome: &Outcome, seconds: f64) {
+    pub fn observe(&self, outcome: &RequestRecord<'_>, seconds: f64) {
         let kind = if outcome.kind.is_empty() {
             "unknown"
         } else {
-            &outcome.kind
+            outcome.kind
         };
         self.requests
             .get_or_create(&RequestLabels {
@@ -137,14 +151,14 @@ impl Metrics {
                 operation: if outcome.operation.is_empty() {
                     "unknown"
                 } else {
-                    &outcome.operation
+                    outcome.operation
                 }
                 .to_owned(),
-                verdict: outcome.verdict.as_str().to_owned(),
+                verdict: outcome.verdict.to_owned(),
                 dry_run: outcome.dry_run.to_string(),
             })
             .inc();
-        for (rule, mode) in &outcome.findings {
+        for (rule, mode) in outcome.findings {
             self.findings
                 .get_or_create(&FindingLabels {
                     kind: kind.to_owned(),
@@ -153,7 +167,7 @@ impl Metrics {
                 })
                 .inc();
         }
-        for bytes in &outcome.document_bytes {
+        for bytes in outcome.document_bytes {
             self.document_bytes.observe(*bytes as f64);
         }
         self.duration.observe(seconds);
@@ -183,23 +197,17 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::finding::{Mode, RuleId};
-    use crate::webhook::admission::Verdict;
 
     #[test]
     fn requests_findings_and_reloads_are_exposed() {
         let metrics = Metrics::default();
-        let outcome = Outcome {
-            uid: "u".into(),
-            kind: "ConfigMap".into(),
-            namespace: "n".into(),
-            name: "a".into(),
-            operation: "CREATE".into(),
+        let outcome = RequestRecord {
+            kind: "ConfigMap",
+            operation: "CREATE",
+            verdict: "denied",
             dry_run: false,
-            verdict: Verdict::Denied,
-            findings: vec![(RuleId::ServerSecurityMissing, Mode::Enforce)],
-            document_bytes: vec![5000],
-            reason: None,
+            findings: &[(RuleId::ServerSecurityMissing, Mode::Enforce)],
+            document_bytes: &[5000],
         };
         metrics.observe(&outcome, 0.0004);
         metrics.config_reloaded(false);

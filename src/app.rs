@@ -1,0 +1,116 @@
+//! The composition root of `serve`: owns the runtime's long-running parts, the shutdown
+//! signal and the shared state, and wires the webhook, the self-managed certificates and the
+//! in-cluster audit together, so that none of them imports another.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing::{info, warn};
+
+use crate::audit::controller::AuditSettings;
+use crate::service::{Shared, Shutdown};
+use crate::webhook::server::{self, WebhookOptions};
+
+/// The audit's part of `serve --audit`.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub lease: String,
+    pub namespace: String,
+    /// This replica's name in the Lease; the host name when not given.
+    pub identity: Option<String>,
+    pub resync: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub webhook: WebhookOptions,
+    pub audit: Option<AuditOptions>,
+}
+
+/// The longest the audit may take, after the shutdown signal, to release its Lease.
+const AUDIT_RELEASE: Duration = Duration::from_secs(4);
+
+/// The audit needs credentials at start (a missing service account stops start-up), but
+/// never the API server itself: it retries while the webhook serves.
+async fn audit_settings(options: &AuditOptions) -> anyhow::Result<(kube::Config, AuditSettings)> {
+    let kube_config = kube::Config::infer()
+        .await
+        .context("--audit needs Kubernetes credentials (in-cluster or a kubeconfig)")?;
+    let identity = options
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("asyncapi-guard-{}", std::process::id()));
+    Ok((
+        kube_config,
+        AuditSettings {
+            lease: options.lease.clone(),
+            namespace: options.namespace.clone(),
+            identity,
+            resync: options.resync,
+        },
+    ))
+}
+
+/// Runs `serve` until SIGTERM or SIGINT, then shuts every part down in order.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let (config, prepared) = server::prepare(&options.webhook).await?;
+    let audit = match &options.audit {
+        Some(audit) => Some(audit_settings(audit).await?),
+        None => None,
+    };
+    let shared = Shared::new(config);
+    let shutdown = Shutdown::new();
+
+    let audit_thread = match audit {
+        Some((kube_config, settings)) => Some(
+            crate::audit::controller::spawn(
+                kube_config,
+                shared.clone(),
+                settings,
+                shutdown.clone(),
+            )
+            .context("cannot start the audit")?,
+        ),
+        None => None,
+    };
+    let signals = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let signal = shutdown_signal().await;
+            info!(signal, "shutting down");
+            shutdown.cancel();
+        })
+    };
+
+    let served = server::serve(&options.webhook, prepared, shared, shutdown.clone()).await;
+    // Whatever ended the webhook ends the rest.
+    shutdown.cancel();
+    signals.abort();
+    if let Some(thread) = audit_thread {
+        let joined = tokio::time::timeout(
+            AUDIT_RELEASE,
+            tokio::task::spawn_blocking(move || thread.join()),
+        )
+        .await;
+        if joined.is_err() {
+            warn!("audit: did not stop in time; its Lease will expire on its own");
+        }
+    }
+    served
+}
+
+async fn shutdown_signal() -> &'static str {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}

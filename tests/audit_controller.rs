@@ -1,0 +1,288 @@
+//! The audit against the fake API server (tests/common/fake_api.rs), the way a platform team
+//! meets it: namespaces labelled off, warn or production=all, an excluded namespace, two
+//! replicas handing the Lease over on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use asyncapi_guard::audit::controller::{self, AuditSettings};
+use asyncapi_guard::audit::list;
+use asyncapi_guard::engine::Engine;
+use asyncapi_guard::engine::finding::Mode;
+use asyncapi_guard::kubernetes::extract::ExtractConfig;
+use asyncapi_guard::service::{Shared, Shutdown};
+use common::fake_api::{self, FakeApi};
+use serde_json::{Value, json};
+
+/// Insecure only if every server is production: its one server is `staging`.
+const STAGING_ONLY: &str = "asyncapi: 3.0.0\ninfo: {title: t, version: '1'}\nservers:\n  staging:\n    host: x\n    protocol: amqp\n";
+const INSECURE: &str = "asyncapi: 3.0.0\ninfo: {title: t, version: '1'}\nservers:\n  production:\n    host: x\n    protocol: amqp\n";
+
+fn namespace(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+}
+
+fn config_map(name: &str, namespace: &str, document: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": name, "namespace": namespace, "labels": {"asyncapi-guard.io/document": "true"}},
+           "data": {"asyncapi.yaml": document}})
+}
+
+/// A cluster where each namespace asks admission for something else.
+fn cluster() -> FakeApi {
+    let api = FakeApi::new();
+    for (name, labels) in [
+        ("quiet", json!({"asyncapi-guard.io/mode": "off"})),
+        ("relaxed", json!({"asyncapi-guard.io/mode": "warn"})),
+        ("payments", json!({"asyncapi-guard.io/production": "all"})),
+        ("team-a", json!({})),
+        ("kube-system", json!({})),
+    ] {
+        api.create(fake_api::NAMESPACES, None, namespace(name, labels));
+    }
+    for (name, ns, document) in [
+        ("orders", "quiet", INSECURE),
+        ("orders", "relaxed", INSECURE),
+        ("orders", "payments", STAGING_ONLY),
+        ("orders", "team-a", STAGING_ONLY),
+        ("orders", "kube-system", INSECURE),
+    ] {
+        api.create(
+            fake_api::CONFIG_MAPS,
+            Some(ns),
+            config_map(name, ns, document),
+        );
+    }
+    api
+}
+
+/// Issue 10: the audit reported violations in a mode=off namespace, and called compliant a
+/// staging-only insecure document in a production=all one.
+#[tokio::test]
+async fn the_cli_audit_judges_each_namespace_as_admission_does() {
+    let api = cluster();
+    let census = list::census(
+        &api.client("default"),
+        &Engine::default(),
+        &ExtractConfig::default(),
+        None,
+        100,
+    )
+    .await
+    .unwrap();
+    assert!(census.skipped.is_empty(), "{:?}", census.skipped);
+    let mut seen: Vec<(String, Mode, bool)> = census
+        .audited
+        .iter()
+        .map(|a| (a.id.namespace.clone().unwrap(), a.mode, a.compliant()))
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            // production=all: the staging server is production here.
+            ("payments".to_owned(), Mode::Enforce, false),
+            // warn: admission allows it with warnings, so it is no violation.
+            ("relaxed".to_owned(), Mode::Warn, true),
+            ("team-a".to_owned(), Mode::Enforce, true),
+        ],
+        "quiet (mode=off) and kube-system (excluded) are not audited"
+    );
+    let relaxed = census
+        .audited
+        .iter()
+        .find(|a| a.id.namespace.as_deref() == Some("relaxed"))
+        .unwrap();
+    assert!(
+        relaxed.documents[0]
+            .evaluation
+            .findings
+            .iter()
+            .all(|f| f.mode == Mode::Warn)
+    );
+}
+
+#[tokio::test]
+async fn without_permission_to_read_namespaces_the_cli_audit_says_so_and_uses_the_default_mode() {
+    let api = cluster();
+    api.fail_next(http::Method::GET, "/api/v1/namespaces", 403, "Forbidden");
+    let census = list::census(
+        &api.client("default"),
+        &Engine::default(),
+        &ExtractConfig::default(),
+        None,
+        100,
+    )
+    .await
+    .unwrap();
+    assert!(
+        census.skipped[0].starts_with("namespaces: ") && census.skipped[0].contains("default mode"),
+        "{:?}",
+        census.skipped
+    );
+    // Excluded namespaces need no labels to be left out.
+    assert!(
+        census
+            .audited
+            .iter()
+            .all(|a| a.id.namespace.as_deref() != Some("kube-system"))
+    );
+}
+
+fn settings(identity: &str) -> AuditSettings {
+    AuditSettings {
+        lease: "asyncapi-guard-audit".into(),
+        namespace: "asyncapi-guard".into(),
+        identity: identity.into(),
+        resync: Duration::from_secs(600),
+    }
+}
+
+fn events_about(api: &FakeApi, namespace: &str) -> Vec<Value> {
+    api.all(fake_api::EVENTS)
+        .into_iter()
+        .filter(|e| e["regarding"]["namespace"] == namespace)
+        .collect()
+}
+
+fn holder(api: &FakeApi) -> Option<String> {
+    api.get(
+        fake_api::LEASES,
+        Some("asyncapi-guard"),
+        "asyncapi-guard-audit",
+    )
+    .and_then(|lease| lease["spec"]["holderIdentity"].as_str().map(str::to_owned))
+}
+
+/// Issue 10: SIGTERM left the Lease held (the next replica waited 13-16 s), every new
+/// leader emitted every Event again, and the in-cluster audit ignored namespace labels.
+// The audit's future is not `Send` (it runs on a thread of its own in `serve`): here it runs
+// on a local task set beside the test.
+#[tokio::test]
+async fn replicas_hand_the_lease_over_on_shutdown_and_do_not_repeat_events() {
+    tokio::task::LocalSet::new().run_until(hand_over()).await;
+}
+
+async fn hand_over() {
+    let api = cluster();
+    let first_shutdown = Shutdown::new();
+    let first = tokio::task::spawn_local(controller::run(
+        api.client("asyncapi-guard"),
+        Shared::default(),
+        settings("replica-a"),
+        first_shutdown.clone(),
+    ));
+    api.wait_for("replica-a to lead", Duration::from_secs(10), |api| {
+        holder(api).as_deref() == Some("replica-a")
+    })
+    .await;
+    api.wait_for(
+        "the event on payments/orders",
+        Duration::from_secs(10),
+        |api| !events_about(api, "payments").is_empty(),
+    )
+    .await;
+    // Give the audit time to finish its pass over the other namespaces.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let payments = events_about(&api, "payments");
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0]["reason"], "NonCompliant");
+    assert!(
+        payments[0]["note"]
+            .as_str()
+            .unwrap()
+            .contains("server-security-missing")
+    );
+    for quiet in ["quiet", "relaxed", "team-a", "kube-system"] {
+        assert!(
+            events_about(&api, quiet).is_empty(),
+            "no event in {quiet}: {:?}",
+            events_about(&api, quiet)
+        );
+    }
+
+    // SIGTERM: the Lease is released at once.
+    first_shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), first)
+        .await
+        .expect("the audit stops within 5 s of shutdown")
+        .unwrap();
+    assert_eq!(holder(&api), None, "the Lease is released");
+
+    let started = tokio::time::Instant::now();
+    let second_shutdown = Shutdown::new();
+    let second = tokio::task::spawn_local(controller::run(
+        api.client("asyncapi-guard"),
+        Shared::default(),
+        settings("replica-b"),
+        second_shutdown.clone(),
+    ));
+    api.wait_for("replica-b to lead", Duration::from_secs(5), |api| {
+        holder(api).as_deref() == Some("replica-b")
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // It audits everything again, but the verdict did not change: no second Event.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let events = events_about(&api, "payments");
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert!(
+        events[0]["series"].is_null(),
+        "not even counted again: {events:?}"
+    );
+
+    second_shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), second)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_namespace_label_change_re_audits_its_objects() {
+    tokio::task::LocalSet::new().run_until(label_change()).await;
+}
+
+async fn label_change() {
+    let api = cluster();
+    let shared = Shared::default();
+    let shutdown = Shutdown::new();
+    let running = tokio::task::spawn_local(controller::run(
+        api.client("asyncapi-guard"),
+        shared.clone(),
+        settings("replica-a"),
+        shutdown.clone(),
+    ));
+    let gauge = |shared: &Shared, namespace: &str| {
+        shared.metrics.encode().lines().any(|l| {
+            l.starts_with(&format!(
+                "asyncapi_guard_audit_violations{{namespace=\"{namespace}\""
+            ))
+        })
+    };
+    let metrics = shared.clone();
+    api.wait_for(
+        "the violation in payments",
+        Duration::from_secs(10),
+        move |_| gauge(&metrics, "payments"),
+    )
+    .await;
+    // The team turns admission off for the namespace: the audit follows.
+    let mut payments = api.get(fake_api::NAMESPACES, None, "payments").unwrap();
+    payments["metadata"]["labels"] = json!({"asyncapi-guard.io/mode": "off"});
+    api.replace(fake_api::NAMESPACES, None, payments);
+    let metrics = shared.clone();
+    api.wait_for(
+        "the violation in payments to be forgotten",
+        Duration::from_secs(10),
+        move |_| !gauge(&metrics, "payments"),
+    )
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .unwrap()
+        .unwrap();
+}
