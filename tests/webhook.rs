@@ -706,3 +706,35 @@ fn start_up_with_a_bad_configuration_fails_before_listening() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent.crt"));
 }
+
+/// Issue 10: `--log-format text` wrote ANSI colours into a redirected log.
+#[test]
+fn text_logs_to_a_pipe_have_no_colours() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(common::binary())
+        .args(["serve", "--log-format", "text", "--listen", "127.0.0.1:0"])
+        .args(["--metrics-listen", "127.0.0.1:0", "--self-signed-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = Vec::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        let done = line.contains("listening");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(lines.iter().any(|l| l.contains("listening")), "{lines:?}");
+    assert!(
+        lines.iter().all(|l| !l.contains('\u{1b}')),
+        "no escape codes in a piped log: {lines:?}"
+    );
+}
