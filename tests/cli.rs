@@ -126,6 +126,12 @@ fn a_multi_document_manifest_gives_one_entry_per_carried_document() {
                     .to_owned(),
                 false
             ),
+            // Unlabelled, so unguarded: judged because its key holds AsyncAPI.
+            (
+                "examples/manifests.yaml#ConfigMap/payments/unrelated/data/settings.yaml"
+                    .to_owned(),
+                true
+            ),
             (
                 "examples/manifests.yaml#AsyncAPI/payments/hello-world/spec".to_owned(),
                 true
@@ -251,5 +257,78 @@ fn errors_exit_2() {
     assert_eq!(
         check(&["--format", "xml", "x"], None).status.code(),
         Some(2)
+    );
+}
+
+const UNLABELLED_CONFIG_MAP: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: orders-api
+  namespace: payments
+data:
+  asyncapi.yaml: |
+    asyncapi: 3.0.0
+    info: {title: Orders, version: '1'}
+    servers:
+      production:
+        host: broker.example.com
+        protocol: amqp
+";
+
+/// Issue 11: an unlabelled ConfigMap with an insecure document passed `check` ("0 documents
+/// checked", exit 0), and the webhook lets it through unjudged.
+#[test]
+fn an_unlabelled_config_map_is_caught_and_the_fix_is_given_once() {
+    let output = check(&["-"], Some(UNLABELLED_CONFIG_MAP.as_bytes()));
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("[server-security-missing]"), "{text}");
+    assert_eq!(
+        text.matches(
+            "kubectl label configmap -n payments orders-api asyncapi-guard.io/document=true"
+        )
+        .count(),
+        1,
+        "{text}"
+    );
+    let output = check(
+        &["--format", "json", "-"],
+        Some(UNLABELLED_CONFIG_MAP.as_bytes()),
+    );
+    assert_eq!(json(&output)["files"][0]["unguarded"], true);
+
+    // Admission's exact view, for those who want it.
+    let output = check(
+        &["--labelled-only", "-"],
+        Some(UNLABELLED_CONFIG_MAP.as_bytes()),
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).contains("0 documents checked"));
+}
+
+/// Issue 10: `asyncapi-guard.io/document: "false"` opted a ConfigMap in; a labelled key
+/// without an extension was passed silently.
+#[test]
+fn the_label_false_opts_out_and_a_key_without_extension_is_judged_by_content() {
+    let opted_out = UNLABELLED_CONFIG_MAP.replace(
+        "  namespace: payments\n",
+        "  namespace: payments\n  labels:\n    asyncapi-guard.io/document: \"false\"\n",
+    );
+    let output = check(&["-"], Some(opted_out.as_bytes()));
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(stdout(&output).contains("0 documents checked"));
+
+    let from_file = UNLABELLED_CONFIG_MAP
+        .replace(
+            "  namespace: payments\n",
+            "  namespace: payments\n  labels:\n    asyncapi-guard.io/document: \"true\"\n",
+        )
+        .replace("  asyncapi.yaml: |", "  asyncapi: |");
+    let output = check(&["--labelled-only", "-"], Some(from_file.as_bytes()));
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("#ConfigMap/payments/orders-api/data/asyncapi:"),
+        "{text}"
     );
 }

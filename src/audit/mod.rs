@@ -174,7 +174,7 @@ impl Audited {
                     artifact: file.clone(),
                     file,
                     embedded_at: None,
-                    unguarded: !self.guarded,
+                    unguarded: (!self.guarded).then(|| self.id.clone()),
                     evaluation: d.evaluation.clone(),
                 }
             })

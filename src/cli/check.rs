@@ -8,9 +8,9 @@ use anyhow::Context;
 use clap::{ArgAction, Args};
 
 use super::manifest;
+use super::manifest::ManifestCheck;
 use crate::config::Config;
 use crate::engine::{Engine, Overrides};
-use crate::kubernetes::extract::ExtractConfig;
 use crate::report::{self, DocumentReport, Format};
 
 #[derive(Debug, Args)]
@@ -24,6 +24,11 @@ pub struct CheckArgs {
     /// Treat every server as production.
     #[arg(long, action = ArgAction::SetTrue, env = "ASYNCAPI_GUARD_ALL_SERVERS_PRODUCTION")]
     pub all_servers_production: bool,
+    /// In manifests, judge only ConfigMaps labelled asyncapi-guard.io/document, as admission
+    /// does. By default an unlabelled ConfigMap whose keys hold AsyncAPI is judged too (and
+    /// reported as unguarded: the webhook would let it through unjudged).
+    #[arg(long, action = ArgAction::SetTrue, env = "ASYNCAPI_GUARD_LABELLED_ONLY")]
+    pub labelled_only: bool,
     /// AsyncAPI documents or Kubernetes manifests; directories are searched for .yaml, .yml
     /// and .json files; `-` reads standard input.
     #[arg(required = true, value_name = "PATH")]
@@ -49,11 +54,14 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         for (name, bytes) in read_input(input) {
             match bytes {
                 Ok(bytes) => reports.extend(judge_file(
-                    &engine,
-                    &config.kubernetes,
+                    &ManifestCheck {
+                        engine: &engine,
+                        config: &config.kubernetes,
+                        overrides: &overrides,
+                        labelled_only: args.labelled_only,
+                    },
                     &name,
                     &bytes,
-                    &overrides,
                 )),
                 Err(error) => {
                     io_errors += 1;
@@ -115,13 +123,8 @@ fn has_document_extension(path: &Path) -> bool {
 }
 
 /// One file: an AsyncAPI document, or a manifest whose objects carry documents.
-fn judge_file(
-    engine: &Engine,
-    kubernetes: &ExtractConfig,
-    name: &str,
-    bytes: &[u8],
-    overrides: &Overrides,
-) -> Vec<DocumentReport> {
+fn judge_file(check: &ManifestCheck<'_>, name: &str, bytes: &[u8]) -> Vec<DocumentReport> {
+    let (engine, overrides) = (check.engine, check.overrides);
     let text = match crate::engine::document::check_bytes(bytes, &engine.policy().limits) {
         Ok(text) => text,
         Err(error) => {
@@ -137,7 +140,7 @@ fn judge_file(
             engine.evaluate_load_error(&error, overrides),
         )],
         Ok(stream) if manifest::is_manifest(&stream) => {
-            manifest::judge_manifest(engine, kubernetes, name, &stream, overrides)
+            manifest::judge_manifest(check, name, &stream)
         }
         Ok(stream) => vec![DocumentReport::file(
             name,

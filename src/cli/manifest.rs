@@ -7,7 +7,7 @@ use crate::engine::document::Stream;
 use crate::engine::document::pointer;
 use crate::engine::document::value::to_json;
 use crate::engine::{Engine, Overrides};
-use crate::kubernetes::extract::{self, Content, ExtractConfig};
+use crate::kubernetes::extract::{self, Content, DocumentLabel, ExtractConfig};
 use crate::kubernetes::{identify, judge_carried};
 use crate::report::DocumentReport;
 
@@ -26,13 +26,23 @@ pub fn is_manifest(stream: &Stream<'_>) -> bool {
         })
 }
 
+/// How a manifest is judged.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestCheck<'a> {
+    pub engine: &'a Engine,
+    pub config: &'a ExtractConfig,
+    pub overrides: &'a Overrides,
+    /// Admission's exact view: ConfigMaps without the opt-in label are not looked at. By
+    /// default they are, since the webhook will let them through unjudged: that is what a
+    /// check before merge should catch.
+    pub labelled_only: bool,
+}
+
 /// Judges every document the manifest's objects carry (`List`s are opened).
 pub fn judge_manifest(
-    engine: &Engine,
-    config: &ExtractConfig,
+    check: &ManifestCheck<'_>,
     file: &str,
     stream: &Stream<'_>,
-    overrides: &Overrides,
 ) -> Vec<DocumentReport> {
     let mut reports = Vec::new();
     for (index, (root, _)) in stream.documents.iter().enumerate() {
@@ -53,23 +63,19 @@ pub fn judge_manifest(
                 .enumerate()
             {
                 judge_one(
-                    engine,
-                    config,
+                    check,
                     file,
                     item,
                     &format!("document/{index}/items/{item_index}"),
-                    overrides,
                     &mut reports,
                 );
             }
         } else {
             judge_one(
-                engine,
-                config,
+                check,
                 file,
                 root,
                 &format!("document/{index}"),
-                overrides,
                 &mut reports,
             );
         }
@@ -78,20 +84,24 @@ pub fn judge_manifest(
 }
 
 fn judge_one(
-    engine: &Engine,
-    config: &ExtractConfig,
+    check: &ManifestCheck<'_>,
     file: &str,
     node: NodeRef<'_>,
     fallback_name: &str,
-    overrides: &Overrides,
     reports: &mut Vec<DocumentReport>,
 ) {
+    let ManifestCheck {
+        engine,
+        config,
+        overrides,
+        labelled_only,
+    } = *check;
     let unreadable = |why: String| DocumentReport {
         file: format!("{file}#{fallback_name}"),
         label: format!("{file}#{fallback_name}"),
         artifact: file.to_owned(),
         embedded_at: Some(node.pos()),
-        unguarded: false,
+        unguarded: None,
         evaluation: engine.evaluate_unreadable(&why, overrides),
     };
     let object: Value = match to_json(node, engine.policy().limits.max_depth) {
@@ -115,7 +125,18 @@ fn judge_one(
         }
         Err(_) => return,
     };
-    for carried in extract::extract(&id, &meta, &object, config) {
+    // A ConfigMap the webhook will not judge (no label, and the installation does not
+    // inspect them all): its keys that hold AsyncAPI are judged here, and flagged.
+    let unguarded = !labelled_only
+        && id.is_config_map()
+        && !config.inspect_all_config_maps
+        && DocumentLabel::of(&meta) == DocumentLabel::Absent;
+    let search_all = ExtractConfig {
+        inspect_all_config_maps: true,
+        ..config.clone()
+    };
+    let extract_config = if unguarded { &search_all } else { config };
+    for carried in extract::extract(&id, &meta, &object, extract_config) {
         let entry = format!("{file}#{}/{}", id.path(), carried.locator);
         let structured = matches!(carried.content, Content::Field(_));
         // A structured field is part of this file: its findings have the file's positions.
@@ -141,7 +162,7 @@ fn judge_one(
             file: entry,
             artifact: file.to_owned(),
             embedded_at,
-            unguarded: false,
+            unguarded: unguarded.then(|| id.clone()),
             evaluation,
         });
     }
@@ -184,18 +205,88 @@ spec:
       protocol: amqp
 ";
 
+    static CONFIG: ExtractConfig = ExtractConfig {
+        inspect_all_config_maps: false,
+        kinds: Vec::new(),
+        namespaces: crate::kubernetes::namespaces::NamespaceScope {
+            default_mode: crate::engine::finding::Mode::Enforce,
+            exclude: Vec::new(),
+        },
+    };
+    static OVERRIDES: Overrides = Overrides {
+        mode: crate::engine::finding::Mode::Enforce,
+        all_servers_production: false,
+    };
+
+    fn check(engine: &Engine, labelled_only: bool) -> ManifestCheck<'_> {
+        ManifestCheck {
+            engine,
+            config: &CONFIG,
+            overrides: &OVERRIDES,
+            labelled_only,
+        }
+    }
+
+    const UNLABELLED: &str = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: legacy
+  namespace: payments
+data:
+  README: not a document
+  spec: |
+    asyncapi: 3.0.0
+    servers:
+      production:
+        host: x
+        protocol: amqp
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: opted-out
+  namespace: payments
+  labels:
+    asyncapi-guard.io/document: \"false\"
+data:
+  asyncapi.yaml: |
+    asyncapi: 3.0.0
+    servers:
+      production:
+        host: x
+        protocol: amqp
+";
+
+    #[test]
+    fn an_unlabelled_config_map_that_holds_asyncapi_is_judged_and_flagged() {
+        let engine = Engine::default();
+        let stream = engine.load(UNLABELLED).unwrap();
+        let reports = judge_manifest(&check(&engine, false), "u.yaml", &stream);
+        // The README key is not AsyncAPI; the label "false" opts the second one out.
+        assert_eq!(reports.len(), 1);
+        assert_eq!(
+            reports[0].file,
+            "u.yaml#ConfigMap/payments/legacy/data/spec"
+        );
+        assert!(!reports[0].evaluation.allowed());
+        assert_eq!(
+            reports[0]
+                .unguarded
+                .as_ref()
+                .map(ToString::to_string)
+                .as_deref(),
+            Some("ConfigMap payments/legacy")
+        );
+        // Admission's exact view.
+        assert!(judge_manifest(&check(&engine, true), "u.yaml", &stream).is_empty());
+    }
+
     #[test]
     fn each_carried_document_is_one_entry() {
         let engine = Engine::default();
         let stream = engine.load(MANIFEST).unwrap();
         assert!(is_manifest(&stream));
-        let reports = judge_manifest(
-            &engine,
-            &ExtractConfig::default(),
-            "m.yaml",
-            &stream,
-            &Overrides::default(),
-        );
+        let reports = judge_manifest(&check(&engine, false), "m.yaml", &stream);
         let files: Vec<&str> = reports.iter().map(|r| r.file.as_str()).collect();
         assert_eq!(
             files,
@@ -231,13 +322,7 @@ spec:
         );
         let engine = Engine::default();
         let stream = engine.load(&list).unwrap();
-        let reports = judge_manifest(
-            &engine,
-            &ExtractConfig::default(),
-            "l.yaml",
-            &stream,
-            &Overrides::default(),
-        );
+        let reports = judge_manifest(&check(&engine, false), "l.yaml", &stream);
         assert_eq!(reports.len(), 1);
     }
 

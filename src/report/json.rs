@@ -62,7 +62,7 @@ pub fn render(reports: &[DocumentReport]) -> String {
             file: &r.file,
             allowed: r.evaluation.allowed(),
             version: r.evaluation.version.as_deref(),
-            unguarded: r.unguarded,
+            unguarded: r.unguarded.is_some(),
             violations: r.evaluation.findings.iter().map(violation).collect(),
         })
         .collect();

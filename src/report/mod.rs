@@ -9,6 +9,7 @@ pub mod text;
 
 use crate::engine::Evaluation;
 use crate::engine::document::Pos;
+use crate::kubernetes::extract::ObjectId;
 
 /// One judged document: a file, or one document a Kubernetes object carries.
 #[derive(Debug, Clone)]
@@ -23,9 +24,9 @@ pub struct DocumentReport {
     /// When the document is text inside that file (a ConfigMap key), where it starts: its
     /// own positions are relative to itself, so SARIF points here.
     pub embedded_at: Option<Pos>,
-    /// The audit's ConfigMaps that carry AsyncAPI without the opt-in label: admission does
-    /// not judge them.
-    pub unguarded: bool,
+    /// A ConfigMap that carries AsyncAPI without the opt-in label (found by the audit, or by
+    /// `check` in a manifest): admission does not judge it.
+    pub unguarded: Option<ObjectId>,
     pub evaluation: Evaluation,
 }
 
@@ -37,7 +38,7 @@ impl DocumentReport {
             label: file.to_owned(),
             artifact: file.to_owned(),
             embedded_at: None,
-            unguarded: false,
+            unguarded: None,
             evaluation,
         }
     }

@@ -79,7 +79,7 @@ fn result(report: &DocumentReport, finding: &Finding) -> Value {
             "logicalLocations": [{"fullyQualifiedName": format!("{}{}", report.file, finding.path), "kind": "member"}],
         }],
         "partialFingerprints": {"asyncapiGuard/v1": format!("{}:{}:{}", report.file, finding.rule, finding.path)},
-        "properties": {"unguarded": report.unguarded},
+        "properties": {"unguarded": report.unguarded.is_some()},
     })
 }
 

@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use crate::kubernetes::extract::DOCUMENT_LABEL;
+
 use super::DocumentReport;
 use crate::engine::finding::{Finding, Mode};
 
@@ -42,14 +44,16 @@ pub fn render(reports: &[DocumentReport]) -> String {
             out.push('\n');
         }
     };
-    for report in reports.iter().filter(|r| !r.unguarded) {
+    for report in reports.iter().filter(|r| r.unguarded.is_none()) {
         lines(&mut out, report);
     }
-    let unguarded: Vec<&DocumentReport> = reports.iter().filter(|r| r.unguarded).collect();
+    let unguarded: Vec<&DocumentReport> =
+        reports.iter().filter(|r| r.unguarded.is_some()).collect();
     if !unguarded.is_empty() {
         out.push_str(
             "unguarded: these ConfigMaps carry AsyncAPI without the asyncapi-guard.io/document label, so admission does not judge them\n",
         );
+        let mut told = std::collections::BTreeSet::new();
         for report in unguarded {
             let verdict = if report.evaluation.allowed() {
                 "meets the policy"
@@ -62,6 +66,21 @@ pub fn render(reports: &[DocumentReport]) -> String {
                 report.file,
                 report.evaluation.version.as_deref().unwrap_or("?")
             );
+            if let Some(object) = &report.unguarded
+                && told.insert(object)
+            {
+                let _ = writeln!(
+                    out,
+                    "  to have admission judge {object}: kubectl label configmap{} {} {}=true",
+                    object
+                        .namespace
+                        .as_deref()
+                        .map(|ns| format!(" -n {ns}"))
+                        .unwrap_or_default(),
+                    object.name,
+                    DOCUMENT_LABEL,
+                );
+            }
             lines(&mut out, report);
         }
     }
