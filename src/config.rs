@@ -339,6 +339,22 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_loads_and_adds_names_and_tags() {
+        let config = parse(include_str!("../config/example.yaml")).unwrap();
+        let production = &config.policy.production;
+        for name in ["production", "prod-eu", "live", "eth.mainnet"] {
+            assert!(production.name_matches(name), "{name}");
+        }
+        for name in ["public", "pre-prod", "liveness"] {
+            assert!(!production.name_matches(name), "{name}");
+        }
+        for tag in ["live", "env:live", "environment:LIVE", "env:production"] {
+            assert!(production.tag_matches(tag), "{tag}");
+        }
+        assert!(!production.tag_matches("env:lively"));
+    }
+
+    #[test]
     fn a_full_configuration() {
         let config = parse(
             "mode: enforce\nrules:\n  security-scope-undefined: warn\n  document-invalid: audit\nproduction:\n  include: ['^live$']\n  exclude: []\n  tags: [live]\n  allServers: false\nlimits:\n  maxDocumentBytes: 1000\n  maxDepth: 50\nkubernetes:\n  inspectAllConfigMaps: true\n  kinds:\n    - group: events.example.com\n      kind: Contract\n      field: /spec/asyncapi\n",

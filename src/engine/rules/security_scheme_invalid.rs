@@ -75,14 +75,44 @@ pub(crate) fn check(analysis: &Analysis<'_>, out: &mut Vec<Finding>) {
             continue;
         }
         if let Err(p) = validate(scheme.node, analysis.version) {
+            let hint = version_2_requirement(analysis, scheme).or(p.hint);
             out.push(finding(
                 INFO.id,
                 scheme,
                 format!("{} {}", scheme_label(scheme), p.what),
-                p.hint,
+                hint,
             ));
         }
     }
+}
+
+/// A 3.x document written with a 2.x requirement (`security: [{saslScram: []}]`): an inline
+/// "scheme" with no type whose only key names a defined scheme. The fix is a reference, and
+/// the hint says it in a form people can paste; close names get "did you mean".
+fn version_2_requirement(analysis: &Analysis<'_>, scheme: &Located<'_>) -> Option<String> {
+    if !analysis.version.is_v3()
+        || scheme.path.starts_with("/components/securitySchemes/")
+        || scheme.node.get("type").is_some()
+    {
+        return None;
+    }
+    let [entry] = scheme.node.entries() else {
+        return None;
+    };
+    let defined = analysis
+        .root
+        .get("components")
+        .and_then(|c| c.get("securitySchemes"))?;
+    let name = entry.key.as_ref();
+    let target = if defined.get(name).is_some() {
+        name
+    } else {
+        did_you_mean(name, defined.entries().iter().map(|e| e.key.as_ref()))?
+    };
+    Some(format!(
+        "reference it: $ref: '#{}'",
+        crate::engine::document::pointer::push("/components/securitySchemes", target)
+    ))
 }
 
 /// `security scheme "<name>"` for a component, `inline security scheme` otherwise.
@@ -299,6 +329,29 @@ mod tests {
             [(_, path)] if path == "/components/securitySchemes/s" => true,
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_version_2_requirement_in_a_version_3_document_gets_the_reference_to_paste() {
+        let doc = "asyncapi: 3.0.0\ninfo: {title: t, version: '1'}\nservers:\n  production:\n    host: x\n    protocol: kafka\n    security:\n      - saslScram: []\n      - saslScrm: []\n      - nothing: []\ncomponents:\n  securitySchemes:\n    saslScram:\n      type: scramSha256\n";
+        let evaluation = crate::engine::Engine::default()
+            .evaluate_text(doc, &crate::engine::Overrides::default());
+        let hints: Vec<Option<&str>> = evaluation
+            .findings
+            .iter()
+            .filter(|f| f.rule == INVALID)
+            .map(|f| f.hint.as_deref())
+            .collect();
+        assert_eq!(
+            hints,
+            [
+                Some("reference it: $ref: '#/components/securitySchemes/saslScram'"),
+                Some("reference it: $ref: '#/components/securitySchemes/saslScram'"),
+                Some(
+                    "set type to one of: userPassword, apiKey, X509, symmetricEncryption, asymmetricEncryption, httpApiKey, http, oauth2, openIdConnect, plain, scramSha256, scramSha512, gssapi"
+                ),
+            ]
+        );
     }
 
     #[test]
