@@ -103,7 +103,7 @@ struct LimitsFile {
 }
 
 /// The deepest nesting a configuration may allow: conversions recurse this deep.
-const MAX_DEPTH_CEILING: usize = 1000;
+const MAX_DEPTH_CEILING: usize = Limits::MAX_DEPTH_CEILING;
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

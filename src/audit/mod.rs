@@ -17,11 +17,12 @@ use kube::Resource;
 use kube::api::{ApiResource, DynamicObject};
 
 use crate::engine::Engine;
+use crate::engine::document::value::from_json;
 use crate::engine::finding::{Finding, Mode};
 use crate::kubernetes::extract::{
     CR_GROUP, CR_KIND, CR_PLURAL, CR_VERSION, DocumentLabel, ExtractConfig, ObjectId,
 };
-use crate::kubernetes::{JudgedDocument, judge_object};
+use crate::kubernetes::{JudgedDocument, judge_object, object_limits};
 use crate::report::DocumentReport;
 use crate::report::admission::{Judged, denial_message};
 
@@ -118,7 +119,22 @@ impl Audited {
             ..kubernetes.clone()
         };
         let extract = if guarded { kubernetes } else { &search_all };
-        let documents = judge_object(engine, &id, meta, &object.data, extract, &overrides);
+        let documents = match from_json(&object.data, &object_limits(engine)) {
+            Ok(stream) => match stream.roots().next() {
+                Some(body) => judge_object(engine, &id, meta, body, extract, &overrides),
+                None => Vec::new(),
+            },
+            // Too deep to read: admission would refuse it too.
+            Err(error) => vec![JudgedDocument {
+                locator: String::new(),
+                label: id.kind.clone(),
+                bytes: 0,
+                evaluation: engine.evaluate_unreadable(
+                    &format!("the object cannot be read: {error}"),
+                    &overrides,
+                ),
+            }],
+        };
         Audited {
             id,
             guarded,

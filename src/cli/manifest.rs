@@ -1,11 +1,8 @@
 //! `check` on a file of Kubernetes objects: each document an object carries is one entry.
 
-use serde_json::Value;
-
 use crate::engine::document::NodeRef;
 use crate::engine::document::Stream;
 use crate::engine::document::pointer;
-use crate::engine::document::value::to_json;
 use crate::engine::{Engine, Overrides};
 use crate::kubernetes::extract::{self, Content, DocumentLabel, ExtractConfig};
 use crate::kubernetes::{identify, judge_carried};
@@ -104,21 +101,15 @@ fn judge_one(
         unguarded: None,
         evaluation: engine.evaluate_unreadable(&why, overrides),
     };
-    let object: Value = match to_json(node, engine.policy().limits.max_depth) {
-        Ok(object) => object,
-        Err(error) => {
-            return reports.push(unreadable(format!("the object cannot be read: {error}")));
-        }
-    };
-    if !object.is_object() {
+    if !node.is_map() {
         return reports.push(unreadable(
             "this document of the manifest is not a Kubernetes object".to_owned(),
         ));
     }
-    let (id, meta) = match identify(&object) {
+    let (id, meta) = match identify(node) {
         Ok(found) => found,
         // Only objects that could carry a document are worth an error.
-        Err(why) if object.get("data").is_some() || object.get("spec").is_some() => {
+        Err(why) if node.get("data").is_some() || node.get("spec").is_some() => {
             return reports.push(unreadable(format!(
                 "the object cannot be identified: {why}"
             )));
@@ -136,12 +127,12 @@ fn judge_one(
         ..config.clone()
     };
     let extract_config = if unguarded { &search_all } else { config };
-    for carried in extract::extract(&id, &meta, &object, extract_config) {
+    for carried in extract::extract(&id, &meta, node, extract_config) {
         let entry = format!("{file}#{}/{}", id.path(), carried.locator);
         let structured = matches!(carried.content, Content::Field(_));
         // A structured field is part of this file: its findings have the file's positions.
         let evaluation = judge_carried(engine, &carried, overrides, |ptr| {
-            pointer::resolve(node, ptr).map(|field| engine.evaluate_root(field.node, overrides))
+            pointer::resolve(node, ptr).map(|field| engine.evaluate_field(field.node, overrides))
         });
         let Some(evaluation) = evaluation else {
             continue;

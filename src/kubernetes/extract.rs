@@ -1,7 +1,9 @@
 //! Which AsyncAPI documents a Kubernetes object carries (POLICY.md "Kubernetes objects").
 //!
-//! Works on the object as JSON, which is how the API server sends it, how `kube` lists it,
-//! and what a manifest file is turned into; so the webhook, the audit and `check` share it.
+//! Works on the object as the engine's document tree: the webhook reads the API server's
+//! JSON into one (iteratively, under the configured limits), the audit builds one from what
+//! `kube` listed, and `check` has one from the manifest file; so all three share it, and a
+//! structured field is judged where it is, with the positions its tree has.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -10,7 +12,8 @@ use std::fmt;
 use base64::Engine as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
-use serde_json::Value;
+
+use crate::engine::document::{NodeRef, Value, pointer};
 
 /// The label that opts a ConfigMap in.
 pub const DOCUMENT_LABEL: &str = "asyncapi-guard.io/document";
@@ -114,11 +117,11 @@ pub struct Carried<'o> {
     pub content: Content<'o>,
 }
 
-/// The documents `body` (the object as JSON) carries; empty when it carries none.
+/// The documents `body` (the whole object) carries; empty when it carries none.
 pub fn extract<'o>(
     id: &ObjectId,
     meta: &ObjectMeta,
-    body: &'o Value,
+    body: NodeRef<'o>,
     config: &ExtractConfig,
 ) -> Vec<Carried<'o>> {
     if id.is_config_map() {
@@ -159,7 +162,11 @@ impl DocumentLabel {
     }
 }
 
-fn config_map<'o>(meta: &ObjectMeta, body: &'o Value, config: &ExtractConfig) -> Vec<Carried<'o>> {
+fn config_map<'o>(
+    meta: &ObjectMeta,
+    body: NodeRef<'o>,
+    config: &ExtractConfig,
+) -> Vec<Carried<'o>> {
     let labelled = match DocumentLabel::of(meta) {
         DocumentLabel::OptedIn => true,
         DocumentLabel::Absent if config.inspect_all_config_maps => false,
@@ -185,16 +192,18 @@ fn config_map<'o>(meta: &ObjectMeta, body: &'o Value, config: &ExtractConfig) ->
     let mut out = Vec::new();
     let mut found = BTreeSet::new();
     for (field, binary) in [("data", false), ("binaryData", true)] {
-        let Some(entries) = body.get(field).and_then(Value::as_object) else {
+        let Some(map) = body.get(field).filter(NodeRef::is_map) else {
             continue;
         };
-        for (key, value) in entries {
+        for entry in map.entries() {
+            let key: &'o str = &entry.key;
+            let value = map.child(entry.value);
             let promised = match promised(key) {
                 Some(false) => continue,
                 Some(true) => true,
                 None => false,
             };
-            found.insert(key.as_str());
+            found.insert(key);
             let locator = format!("{field}/{key}");
             let bytes: Result<Cow<'o, [u8]>, String> = match (value.as_str(), binary) {
                 (Some(text), false) => Ok(Cow::Borrowed(text.as_bytes())),
@@ -213,7 +222,7 @@ fn config_map<'o>(meta: &ObjectMeta, body: &'o Value, config: &ExtractConfig) ->
             };
             out.push(Carried {
                 locator,
-                label: key.clone(),
+                label: key.to_owned(),
                 content,
             });
         }
@@ -233,17 +242,20 @@ fn config_map<'o>(meta: &ObjectMeta, body: &'o Value, config: &ExtractConfig) ->
 }
 
 /// The field at `pointer`: text, a structured document, or nothing if absent.
-fn structured_field<'o>(body: &'o Value, pointer: &str) -> Option<Carried<'o>> {
-    let content = match body.pointer(pointer)? {
-        Value::String(text) => Content::Text(Cow::Borrowed(text.as_bytes())),
-        Value::Object(_) => Content::Field(pointer.to_owned()),
-        Value::Null => return None,
-        other => Content::Unreadable(format!(
-            "{pointer} is a {}, not an AsyncAPI document",
-            json_type(other)
-        )),
+fn structured_field<'o>(body: NodeRef<'o>, at: &str) -> Option<Carried<'o>> {
+    let node = pointer::resolve(body, at)?.node;
+    let content = match node.value() {
+        _ if node.is_null() => return None,
+        Value::Map(_) => Content::Field(at.to_owned()),
+        _ => match node.as_str() {
+            Some(text) => Content::Text(Cow::Borrowed(text.as_bytes())),
+            None => Content::Unreadable(format!(
+                "{at} is {}, not an AsyncAPI document",
+                node.type_name()
+            )),
+        },
     };
-    Some(field(pointer, content))
+    Some(field(at, content))
 }
 
 /// A document in a field: named by its pointer, without the leading slash (`spec`).
@@ -256,21 +268,20 @@ fn field<'o>(pointer: &str, content: Content<'o>) -> Carried<'o> {
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "list",
-        Value::Object(_) => "mapping",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::document::Stream;
+    use crate::engine::document::value::from_json;
     use serde_json::json;
+
+    fn tree(value: &serde_json::Value) -> Stream<'_> {
+        from_json(value, &crate::engine::document::Limits::default()).unwrap()
+    }
+
+    fn root<'s>(stream: &'s Stream<'_>) -> NodeRef<'s> {
+        stream.roots().next().unwrap()
+    }
 
     fn meta(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> ObjectMeta {
         ObjectMeta {
@@ -307,10 +318,11 @@ mod tests {
     fn labelled_config_map_documents_by_suffix() {
         let body = json!({"data": {"asyncapi.yaml": "a", "b.json": "b", "c.yml": "c", "readme.txt": "d"},
                           "binaryData": {"bin.yaml": "YXN5bmNhcGk6IDMuMC4w"}});
+        let body_tree = tree(&body);
         let found = extract(
             &cm(),
             &meta(&[(DOCUMENT_LABEL, "")], &[]),
-            &body,
+            root(&body_tree),
             &ExtractConfig::default(),
         );
         assert_eq!(
@@ -336,10 +348,11 @@ mod tests {
     fn a_labelled_key_without_an_extension_is_judged_by_its_content() {
         // kubectl create configmap --from-file=asyncapi=orders.yaml
         let body = json!({"data": {"asyncapi": "asyncapi: 3.0.0"}});
+        let body_tree = tree(&body);
         let found = extract(
             &cm(),
             &meta(&[(DOCUMENT_LABEL, "true")], &[]),
-            &body,
+            root(&body_tree),
             &ExtractConfig::default(),
         );
         assert_eq!(labels_of(&found), ["data/asyncapi"]);
@@ -349,6 +362,7 @@ mod tests {
     #[test]
     fn the_label_false_opts_out_even_when_inspecting_all() {
         let body = json!({"data": {"asyncapi.yaml": "asyncapi: 3.0.0"}});
+        let body_tree = tree(&body);
         let opted_out = meta(&[(DOCUMENT_LABEL, "false")], &[]);
         assert_eq!(DocumentLabel::of(&opted_out), DocumentLabel::OptedOut);
         for inspect_all_config_maps in [false, true] {
@@ -356,7 +370,7 @@ mod tests {
                 inspect_all_config_maps,
                 ..ExtractConfig::default()
             };
-            assert!(extract(&cm(), &opted_out, &body, &config).is_empty());
+            assert!(extract(&cm(), &opted_out, root(&body_tree), &config).is_empty());
         }
         for value in ["", "true", "yes", "False"] {
             let m = meta(&[(DOCUMENT_LABEL, value)], &[]);
@@ -367,11 +381,12 @@ mod tests {
     #[test]
     fn keys_annotation_lists_exactly_and_reports_missing_keys() {
         let body = json!({"data": {"spec": "a", "asyncapi.yaml": "b"}});
+        let body_tree = tree(&body);
         let m = meta(
             &[(DOCUMENT_LABEL, "true")],
             &[(KEYS_ANNOTATION, " spec , gone.yaml,")],
         );
-        let found = extract(&cm(), &m, &body, &ExtractConfig::default());
+        let found = extract(&cm(), &m, root(&body_tree), &ExtractConfig::default());
         assert_eq!(labels_of(&found), ["data/spec", "data/gone.yaml"]);
         assert!(matches!(found[1].content, Content::Unreadable(_)));
     }
@@ -379,13 +394,14 @@ mod tests {
     #[test]
     fn unlabelled_config_maps_only_when_inspecting_all() {
         let body = json!({"data": {"leader": "x", "a.yaml": "y"}});
+        let body_tree = tree(&body);
         let m = meta(&[], &[]);
-        assert!(extract(&cm(), &m, &body, &ExtractConfig::default()).is_empty());
+        assert!(extract(&cm(), &m, root(&body_tree), &ExtractConfig::default()).is_empty());
         let all = ExtractConfig {
             inspect_all_config_maps: true,
             ..ExtractConfig::default()
         };
-        let found = extract(&cm(), &m, &body, &all);
+        let found = extract(&cm(), &m, root(&body_tree), &all);
         assert_eq!(found.len(), 2);
         assert!(
             found
@@ -397,10 +413,11 @@ mod tests {
     #[test]
     fn bad_binary_data_in_a_labelled_config_map_is_unreadable() {
         let body = json!({"binaryData": {"x.yaml": "%%%"}});
+        let body_tree = tree(&body);
         let found = extract(
             &cm(),
             &meta(&[(DOCUMENT_LABEL, "")], &[]),
-            &body,
+            root(&body_tree),
             &ExtractConfig::default(),
         );
         assert!(matches!(&found[0].content, Content::Unreadable(why) if why.contains("base64")));
@@ -415,19 +432,21 @@ mod tests {
             name: "h".into(),
         };
         let body = json!({"spec": {"asyncapi": "3.0.0"}});
+        let body_tree = tree(&body);
         let found = extract(
             &id,
             &ObjectMeta::default(),
-            &body,
+            root(&body_tree),
             &ExtractConfig::default(),
         );
         assert_eq!(found[0].content, Content::Field("/spec".into()));
         assert_eq!(found[0].label, "spec");
         let empty = json!({});
+        let empty_tree = tree(&empty);
         let none = extract(
             &id,
             &ObjectMeta::default(),
-            &empty,
+            root(&empty_tree),
             &ExtractConfig::default(),
         );
         assert!(matches!(none[0].content, Content::Unreadable(_)));
@@ -451,11 +470,13 @@ mod tests {
             name: "c".into(),
         };
         let text_body = json!({"spec": {"asyncapi": "asyncapi: 3.0.0"}});
-        let text = extract(&id, &ObjectMeta::default(), &text_body, &config);
+        let text_body_tree = tree(&text_body);
+        let text = extract(&id, &ObjectMeta::default(), root(&text_body_tree), &config);
         assert!(matches!(text[0].content, Content::Text(_)));
         assert_eq!(text[0].label, "spec/asyncapi");
         let obj_body = json!({"spec": {"asyncapi": {"asyncapi": "3.0.0"}}});
-        let obj = extract(&id, &ObjectMeta::default(), &obj_body, &config);
+        let obj_body_tree = tree(&obj_body);
+        let obj = extract(&id, &ObjectMeta::default(), root(&obj_body_tree), &config);
         assert_eq!(obj[0].content, Content::Field("/spec/asyncapi".into()));
         let other = ObjectId {
             kind: "Other".into(),
@@ -465,7 +486,7 @@ mod tests {
             extract(
                 &other,
                 &ObjectMeta::default(),
-                &json!({"spec": {"asyncapi": "x"}}),
+                root(&tree(&json!({"spec": {"asyncapi": "x"}}))),
                 &config
             )
             .is_empty()

@@ -5,8 +5,9 @@ pub mod extract;
 pub mod namespaces;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde_json::Value;
 
+use crate::engine::document::value::to_json;
+use crate::engine::document::{Limits, NodeRef, Value, pointer};
 use crate::engine::{Engine, Evaluation, Overrides};
 use extract::{Carried, Content, ExtractConfig, ObjectId};
 
@@ -33,30 +34,50 @@ pub struct JudgedDocument {
     pub locator: String,
     /// How findings name it: `asyncapi.yaml`, `spec`.
     pub label: String,
-    /// Size of the document: its text, or its JSON serialisation.
+    /// Size of the document: its text, or for a structured field about its JSON size.
     pub bytes: usize,
     pub evaluation: Evaluation,
 }
 
-/// Judges every document an object (as JSON: `body` holds `data`, `spec`, ...) carries.
+/// How deep an object may nest above the document it carries (`spec`, `spec/asyncapi`):
+/// the object is read with this much room beyond the configured depth, and each document is
+/// held to the configured depth alone ([`Engine::evaluate_field`]).
+pub const OBJECT_NESTING: usize = 8;
+
+/// The limits to read a whole object under. The depth is the deepest any configuration may
+/// allow, plus the object's own nesting: so a document over the configured depth is read,
+/// then refused by rule with that limit in the message ([`Engine::evaluate_field`], which
+/// checks the height the reader recorded, without walking). Reading is iterative and
+/// stops at that ceiling, so memory stays bounded. No size limit of their own: the
+/// request's size is bounded where it is read, and each document's when it is judged.
+pub fn object_limits(engine: &Engine) -> Limits {
+    Limits {
+        max_depth: Limits::MAX_DEPTH_CEILING.max(engine.policy().limits.max_depth) + OBJECT_NESTING,
+        max_bytes: Limits::MAX_BYTES_CEILING,
+        ..engine.policy().limits
+    }
+}
+
+/// Judges every document an object (`body` holds `data`, `spec`, ...) carries. A
+/// structured field is judged where it is in the object's tree: with the tree's positions
+/// if it has them, and under the configured depth limit counted from the field.
 pub fn judge_object(
     engine: &Engine,
     id: &ObjectId,
     meta: &ObjectMeta,
-    body: &Value,
+    body: NodeRef<'_>,
     config: &ExtractConfig,
     overrides: &Overrides,
 ) -> Vec<JudgedDocument> {
     extract::extract(id, meta, body, config)
         .iter()
         .filter_map(|carried| {
-            let evaluation = judge_carried(engine, carried, overrides, |pointer| {
-                body.pointer(pointer)
-                    .map(|value| engine.evaluate_json(value, overrides))
+            let evaluation = judge_carried(engine, carried, overrides, |at| {
+                pointer::resolve(body, at).map(|field| engine.evaluate_field(field.node, overrides))
             })?;
             let bytes = match &carried.content {
                 Content::Text(bytes) | Content::Candidate(bytes) => bytes.len(),
-                Content::Field(pointer) => body.pointer(pointer).map_or(0, json_size),
+                Content::Field(at) => pointer::resolve(body, at).map_or(0, |f| json_size(f.node)),
                 Content::Unreadable(_) => 0,
             };
             Some(JudgedDocument {
@@ -69,33 +90,58 @@ pub fn judge_object(
         .collect()
 }
 
-/// The length of `value` as compact JSON, counted without building the text.
-fn json_size(value: &Value) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+/// About the length of `node` as compact JSON (strings counted unescaped), without building
+/// the text: for the size metric only. Iterative: the tree may be as deep as the limits allow.
+fn json_size(node: NodeRef<'_>) -> usize {
+    let mut size = 0;
+    let mut stack = vec![node];
+    while let Some(node) = stack.pop() {
+        match node.value() {
+            Value::Scalar { text, kind } => {
+                let quotes = if *kind == crate::engine::document::ScalarKind::Str {
+                    2
+                } else {
+                    0
+                };
+                size += text.len() + quotes;
+            }
+            Value::Seq(_) => {
+                let items: Vec<_> = node.items().collect();
+                size += 2 + items.len().saturating_sub(1);
+                stack.extend(items);
+            }
+            Value::Map(_) => {
+                let entries = node.entries();
+                size += 2 + entries.len().saturating_sub(1);
+                for entry in entries {
+                    size += entry.key.len() + 3;
+                    stack.push(node.child(entry.value));
+                }
+            }
         }
     }
-    let mut counter = Counter(0);
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
+    size
 }
 
-/// The identity and metadata of an object given as JSON (a manifest's document).
-pub fn identify(object: &Value) -> Result<(ObjectId, ObjectMeta), String> {
-    let text = |field: &str| object.get(field).and_then(Value::as_str);
+/// The metadata of an object's tree (small: converted through serde).
+pub fn metadata_of(object: NodeRef<'_>) -> Result<ObjectMeta, String> {
+    match object.get("metadata") {
+        Some(metadata) if !metadata.is_null() => {
+            // Metadata is shallow; a deeper one is malformed anyway.
+            let json =
+                to_json(metadata, 32).map_err(|e| format!("its metadata is malformed: {e}"))?;
+            serde_json::from_value(json).map_err(|e| format!("its metadata is malformed: {e}"))
+        }
+        _ => Ok(ObjectMeta::default()),
+    }
+}
+
+/// The identity and metadata of an object (a manifest's document).
+pub fn identify(object: NodeRef<'_>) -> Result<(ObjectId, ObjectMeta), String> {
+    let text = |field: &str| object.get(field).and_then(|v| v.as_str());
     let api_version = text("apiVersion").ok_or("it has no apiVersion")?;
     let kind = text("kind").ok_or("it has no kind")?;
-    let meta: ObjectMeta = match object.get("metadata") {
-        Some(metadata) => serde_json::from_value(metadata.clone())
-            .map_err(|e| format!("its metadata is malformed: {e}"))?,
-        None => ObjectMeta::default(),
-    };
+    let meta = metadata_of(object)?;
     let name = meta.name.clone().ok_or("it has no metadata.name")?;
     let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
     Ok((
@@ -112,18 +158,25 @@ pub fn identify(object: &Value) -> Result<(ObjectId, ObjectMeta), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::document::value::from_json;
     use serde_json::json;
+
+    fn identify_json(value: serde_json::Value) -> Result<(ObjectId, ObjectMeta), String> {
+        let stream = from_json(&value, &Limits::default()).unwrap();
+        identify(stream.roots().next().unwrap())
+    }
 
     #[test]
     fn identifies_core_and_grouped_objects() {
-        let (id, _) = identify(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "n"}})).unwrap();
+        let (id, _) = identify_json(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "n"}})).unwrap();
         assert_eq!(id.to_string(), "ConfigMap n/a");
         assert!(id.is_config_map());
-        let (id, _) = identify(&json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI", "metadata": {"name": "h"}})).unwrap();
+        let (id, _) = identify_json(json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI", "metadata": {"name": "h"}})).unwrap();
         assert!(id.is_asyncapi_resource());
-        assert!(identify(&json!({"kind": "ConfigMap"})).is_err());
+        assert!(identify_json(json!({"kind": "ConfigMap"})).is_err());
         assert!(
-            identify(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}})).is_err()
+            identify_json(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}))
+                .is_err()
         );
     }
 
@@ -133,12 +186,14 @@ mod tests {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "a", "namespace": "n", "labels": {"asyncapi-guard.io/document": "true"}},
             "data": {"asyncapi.yaml": "asyncapi: 2.6.0\nservers:\n  production:\n    url: x\n    protocol: amqp\n", "notes.txt": "x"}});
-        let (id, meta) = identify(&cm).unwrap();
+        let stream = from_json(&cm, &Limits::default()).unwrap();
+        let cm = stream.roots().next().unwrap();
+        let (id, meta) = identify(cm).unwrap();
         let judged = judge_object(
             &engine,
             &id,
             &meta,
-            &cm,
+            cm,
             &ExtractConfig::default(),
             &Overrides::default(),
         );
@@ -149,12 +204,14 @@ mod tests {
 
         let cr = json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI", "metadata": {"name": "h", "namespace": "n"},
             "spec": {"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}}}});
-        let (id, meta) = identify(&cr).unwrap();
+        let stream = from_json(&cr, &Limits::default()).unwrap();
+        let cr = stream.roots().next().unwrap();
+        let (id, meta) = identify(cr).unwrap();
         let judged = judge_object(
             &engine,
             &id,
             &meta,
-            &cr,
+            cr,
             &ExtractConfig::default(),
             &Overrides::default(),
         );
@@ -167,12 +224,14 @@ mod tests {
         let engine = Engine::default();
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "n"},
             "data": {"leader": "holderIdentity: x", "api": "asyncapi: 2.6.0\n", "broken": "asyncapi: [\n"}});
-        let (id, meta) = identify(&cm).unwrap();
+        let stream = from_json(&cm, &Limits::default()).unwrap();
+        let cm = stream.roots().next().unwrap();
+        let (id, meta) = identify(cm).unwrap();
         let all = ExtractConfig {
             inspect_all_config_maps: true,
             ..ExtractConfig::default()
         };
-        let judged = judge_object(&engine, &id, &meta, &cm, &all, &Overrides::default());
+        let judged = judge_object(&engine, &id, &meta, cm, &all, &Overrides::default());
         assert_eq!(
             judged.iter().map(|j| j.label.as_str()).collect::<Vec<_>>(),
             ["api"]

@@ -1,15 +1,20 @@
 //! One AdmissionReview in, one out. Pure: no I/O, no clock, so the whole admission
 //! contract is unit-testable; the HTTP handler in `api` only adds transport.
 
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use std::borrow::Cow;
+
+use kube::core::admission::{AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::Status;
+use kube::core::{DynamicObject, GroupVersionKind, TypeMeta};
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::engine::Overrides;
+use crate::engine::document::json;
 use crate::engine::finding::{Mode, RuleId};
 use crate::kubernetes::extract::ObjectId;
-use crate::kubernetes::judge_object;
+use crate::kubernetes::{judge_object, metadata_of, object_limits};
 use crate::report::admission::{Judged, audit_annotations, denial_message, warnings};
 
 use crate::service::state::ActiveConfig;
@@ -179,50 +184,134 @@ pub fn uid_of(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
+/// An AdmissionReview as the API server sends it, read once: what the handler needs is
+/// decoded, the object is kept as raw JSON for the engine's own reader, and everything else
+/// (`oldObject`, `userInfo`, ...) is skipped without being built.
+#[derive(Deserialize)]
+struct WireReview<'a> {
+    #[serde(rename = "apiVersion", borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<WireRequest<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest<'a> {
+    #[serde(default)]
+    uid: String,
+    kind: GroupVersionKind,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    name: String,
+    operation: Operation,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+}
+
+const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
+const REVIEW_KIND: &str = "AdmissionReview";
+
+/// An allowing response to the request `uid`, as `AdmissionResponse::from(&request)` makes.
+fn allowing(uid: &str) -> AdmissionResponse {
+    let mut response = AdmissionResponse::invalid("");
+    response.types = TypeMeta {
+        api_version: REVIEW_API_VERSION.to_owned(),
+        kind: REVIEW_KIND.to_owned(),
+    };
+    response.uid = uid.to_owned();
+    response.allowed = true;
+    response.result = Status::default();
+    response
+}
+
 /// Judges the object of an AdmissionReview request body.
 pub fn review(
     active: &ActiveConfig,
     body: &[u8],
     options: &RequestOptions,
 ) -> (AdmissionReview<DynamicObject>, Outcome) {
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(value) => value,
-        Err(e) => return invalid("", &format!("the request body is not JSON: {e}")),
+    let wire: WireReview<'_> = match serde_json::from_slice(body) {
+        Ok(wire) => wire,
+        // Only on this error path is the body read again, for the uid to echo.
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return invalid("", &format!("the request body is not JSON: {e}"));
+        }
+        Err(e) => {
+            let uid = uid_of(body);
+            return match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) if looks_like_a_review(body) => {
+                    invalid(&uid, &format!("the AdmissionReview cannot be read: {e}"))
+                }
+                Ok(_) => invalid(&uid, &expected_review(body)),
+                Err(e) => invalid(&uid, &format!("the request body is not JSON: {e}")),
+            };
+        }
     };
-    let uid = value
-        .pointer("/request/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let (api_version, kind) = (
-        value.get("apiVersion").and_then(Value::as_str),
-        value.get("kind").and_then(Value::as_str),
-    );
-    if api_version != Some("admission.k8s.io/v1") || kind != Some("AdmissionReview") {
+    let uid = wire
+        .request
+        .as_ref()
+        .map(|r| r.uid.clone())
+        .unwrap_or_default();
+    if wire.api_version.as_deref() != Some(REVIEW_API_VERSION)
+        || wire.kind.as_deref() != Some(REVIEW_KIND)
+    {
         return invalid(
             &uid,
             &format!(
-                "expected an AdmissionReview of admission.k8s.io/v1, got kind {kind:?} of apiVersion {api_version:?}"
+                "expected an AdmissionReview of admission.k8s.io/v1, got kind {:?} of apiVersion {:?}",
+                wire.kind.as_deref(),
+                wire.api_version.as_deref()
             ),
         );
     }
-    if value.get("request").is_none_or(Value::is_null) {
+    let Some(request) = wire.request else {
         return invalid(&uid, "the AdmissionReview has no request");
-    }
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_value(value) {
-        Ok(review) => review,
-        Err(e) => return invalid(&uid, &format!("the AdmissionReview cannot be read: {e}")),
-    };
-    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-        Ok(request) => request,
-        Err(_) => return invalid(&uid, "the AdmissionReview has no request"),
     };
     judge_request(active, &request, options)
 }
 
+/// Whether the body is an admission.k8s.io/v1 AdmissionReview (for the message of a
+/// request that could not be decoded).
+fn looks_like_a_review(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "apiVersion", borrow, default)]
+        api_version: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        kind: Option<Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Head<'_>>(body).is_ok_and(|head| {
+        head.api_version.as_deref() == Some(REVIEW_API_VERSION)
+            && head.kind.as_deref() == Some(REVIEW_KIND)
+    })
+}
+
+fn expected_review(body: &[u8]) -> String {
+    let head: Option<Value> = serde_json::from_slice(body).ok();
+    let field = |name: &str| {
+        head.as_ref()
+            .and_then(|h| h.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    format!(
+        "expected an AdmissionReview of admission.k8s.io/v1, got kind {:?} of apiVersion {:?}",
+        field("kind"),
+        field("apiVersion")
+    )
+}
+
 fn judge_request(
     active: &ActiveConfig,
-    request: &AdmissionRequest<DynamicObject>,
+    request: &WireRequest<'_>,
     options: &RequestOptions,
 ) -> (AdmissionReview<DynamicObject>, Outcome) {
     let mut outcome = Outcome::new(&request.uid);
@@ -237,7 +326,7 @@ fn judge_request(
         Operation::Connect => "CONNECT",
     }
     .to_owned();
-    let mut response = AdmissionResponse::from(request);
+    let mut response = allowing(&request.uid);
 
     // DELETE is never refused, CONNECT carries no document, and subresources (such as the
     // status the audit writes) are not the document.
@@ -246,15 +335,31 @@ fn judge_request(
     if !judged {
         return (response.into_review(), outcome);
     }
-    let Some(object) = &request.object else {
+    let Some(object) = request.object else {
         return invalid(
             &request.uid,
             &format!("{} request without an object", outcome.operation),
         );
     };
-    let name = match (request.name.as_str(), &object.metadata.generate_name) {
+    // The engine's own JSON reader: iterative, so the configured depth limit is the one
+    // that applies (serde_json's recursion limit would cap custom-resource specs at ~128).
+    let engine = &active.engine;
+    let stream = match json::parse(object.get(), &object_limits(engine), false) {
+        Ok(stream) => stream,
+        Err(e) => {
+            return invalid(&request.uid, &format!("the object cannot be read: {e}"));
+        }
+    };
+    let Some(body) = stream.roots().next().filter(|root| root.is_map()) else {
+        return invalid(&request.uid, "the object is not a JSON object");
+    };
+    let metadata = match metadata_of(body) {
+        Ok(metadata) => metadata,
+        Err(why) => return invalid(&request.uid, &format!("the object cannot be read: {why}")),
+    };
+    let name = match (request.name.as_str(), &metadata.generate_name) {
         ("", Some(prefix)) => format!("{prefix}<generated>"),
-        ("", None) => object.metadata.name.clone().unwrap_or_default(),
+        ("", None) => metadata.name.clone().unwrap_or_default(),
         (name, _) => name.to_owned(),
     };
     outcome.name.clone_from(&name);
@@ -265,10 +370,10 @@ fn judge_request(
         name,
     };
     let documents = judge_object(
-        &active.engine,
+        engine,
         &id,
-        &object.metadata,
-        &object.data,
+        &metadata,
+        body,
         &active.kubernetes,
         &options.overrides,
     );
@@ -382,6 +487,43 @@ mod tests {
             &serde_json::to_vec(&body).unwrap(),
             &RequestOptions::default(),
         )
+    }
+
+    /// A custom resource whose spec nests `depth` levels (in its `x-deep` extension).
+    fn deep_resource_review(depth: usize) -> Vec<u8> {
+        let deep = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u-deep",
+            "kind":{{"group":"asyncapi-guard.io","version":"v1alpha1","kind":"AsyncAPI"}},
+            "resource":{{"group":"asyncapi-guard.io","version":"v1alpha1","resource":"asyncapis"}},
+            "name":"deep","namespace":"payments","operation":"CREATE","userInfo":{{}},
+            "object":{{"apiVersion":"asyncapi-guard.io/v1alpha1","kind":"AsyncAPI","metadata":{{"name":"deep","namespace":"payments"}},
+            "spec":{{"asyncapi":"3.0.0","info":{{"title":"t","version":"1","x-deep":{deep}}}}}}},
+            "oldObject":null,"dryRun":false}}}}"#
+        )
+        .into_bytes()
+    }
+
+    /// Issue 9: serde_json's recursion limit capped custom-resource specs at about 128
+    /// levels whatever maxDepth said; the configured limit is the one that applies.
+    #[test]
+    fn the_configured_depth_limit_applies_to_custom_resources() {
+        let deep = deep_resource_review(300);
+        let allowing = ActiveConfig::from(
+            crate::config::Config::parse(b"limits: {maxDepth: 400}", "c.yaml").unwrap(),
+        );
+        let (answer, outcome) = review(&allowing, &deep, &RequestOptions::default());
+        assert!(response(&answer).allowed, "{:?}", response(&answer).result);
+        assert_eq!(outcome.verdict, Verdict::Allowed);
+
+        // The default limit (100): the document is refused by rule, not as unreadable.
+        let (answer, outcome) = review(&active(), &deep, &RequestOptions::default());
+        assert_eq!(outcome.verdict, Verdict::Denied);
+        assert!(
+            response(&answer).result.message.contains("deeper than 100"),
+            "{}",
+            response(&answer).result.message
+        );
     }
 
     #[test]

@@ -367,6 +367,8 @@ pub struct Limits {
 impl Limits {
     /// The largest `max_bytes` a configuration may set: offsets are 32-bit.
     pub const MAX_BYTES_CEILING: usize = 1 << 30;
+    /// The deepest `max_depth` a configuration may set.
+    pub const MAX_DEPTH_CEILING: usize = 1000;
 }
 
 impl Default for Limits {
