@@ -121,6 +121,56 @@ async fn every_captured_review_gets_its_verdict() {
     }
 }
 
+/// Issue 9: Argo CD and Flux re-send unchanged objects; a dry run is followed by the same
+/// apply. The verdict comes from the memo, the denial still names the request's object, and
+/// a configuration reload starts an empty memo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_documents_are_judged_from_the_memo_until_a_reload() {
+    let pki = Pki::new();
+    let mut volume = SecretVolume::new(
+        &pki.dir.path().join("config"),
+        &[("config.yaml", "mode: enforce\n")],
+    );
+    let config = volume.path("config.yaml").display().to_string();
+    let server = pki.start_server(&["--config", &config]);
+    let dry = bytes(&fixture("configmap-create-insecure-dryrun.json"));
+    let real = bytes(&fixture("configmap-create-insecure.json"));
+    let first = pki.client.review(server.admission, "", dry).await;
+    let second = pki.client.review(server.admission, "", real.clone()).await;
+    assert_eq!(response(&first)["allowed"], false);
+    assert_eq!(response(&first)["status"], response(&second)["status"]);
+    let metrics = server.metrics_text().await;
+    for line in [
+        "asyncapi_guard_memo_lookups_total{result=\"miss\"} 1",
+        "asyncapi_guard_memo_lookups_total{result=\"hit\"} 1",
+        "asyncapi_guard_memo_entries 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+
+    // A new configuration judges anew: the memo of the old one is gone with it.
+    volume.update(&[("config.yaml", "mode: warn\n")]);
+    assert!(server.wait_for_log("configuration reloaded", Duration::from_secs(10)));
+    assert!(
+        server
+            .metrics_text()
+            .await
+            .contains("asyncapi_guard_memo_entries 0")
+    );
+    let warned = pki.client.review(server.admission, "", real).await;
+    assert_eq!(
+        response(&warned)["allowed"],
+        true,
+        "judged under the new mode"
+    );
+    assert!(
+        server
+            .metrics_text()
+            .await
+            .contains("asyncapi_guard_memo_lookups_total{result=\"miss\"} 2")
+    );
+}
+
 /// Every CREATE and UPDATE again, with a secure and an insecure document put into it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_put_into_every_fixture() {

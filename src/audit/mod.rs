@@ -121,7 +121,8 @@ impl Audited {
         let extract = if guarded { kubernetes } else { &search_all };
         let documents = match from_json(&object.data, &object_limits(engine)) {
             Ok(stream) => match stream.roots().next() {
-                Some(body) => judge_object(engine, &id, meta, body, extract, &overrides),
+                // No memo: the audit re-judges on purpose (a changed configuration).
+                Some(body) => judge_object(engine, None, &id, meta, body, extract, &overrides),
                 None => Vec::new(),
             },
             // Too deep to read: admission would refuse it too.
@@ -129,6 +130,7 @@ impl Audited {
                 locator: String::new(),
                 label: id.kind.clone(),
                 bytes: 0,
+                memo: None,
                 evaluation: engine.evaluate_unreadable(
                     &format!("the object cannot be read: {error}"),
                     &overrides,

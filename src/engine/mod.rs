@@ -4,6 +4,7 @@
 mod analysis;
 pub mod document;
 pub mod finding;
+pub mod memo;
 pub mod policy;
 pub mod production;
 mod refs;

@@ -8,22 +8,34 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::engine::document::value::to_json;
 use crate::engine::document::{Limits, NodeRef, Value, pointer};
+use crate::engine::memo::{Lookup, Memo};
 use crate::engine::{Engine, Evaluation, Overrides};
 use extract::{Carried, Content, ExtractConfig, ObjectId};
 
 /// Judges one carried document. `field` judges a structured field: the caller knows whether
 /// it has source positions for it. `None` when a candidate turned out not to be AsyncAPI.
+/// Text is looked up in `memo` first, when there is one (the webhook's); the lookup's result
+/// comes back for the metrics.
 pub fn judge_carried(
     engine: &Engine,
+    memo: Option<&Memo>,
     carried: &Carried<'_>,
     overrides: &Overrides,
     field: impl FnOnce(&str) -> Option<Evaluation>,
-) -> Option<Evaluation> {
-    match &carried.content {
-        Content::Text(bytes) => Some(engine.evaluate_bytes(bytes, overrides)),
-        Content::Candidate(bytes) => engine.evaluate_if_asyncapi(bytes, overrides),
-        Content::Field(pointer) => field(pointer),
-        Content::Unreadable(why) => Some(engine.evaluate_unreadable(why, overrides)),
+) -> (Option<Evaluation>, Option<Lookup>) {
+    match (&carried.content, memo) {
+        (Content::Text(bytes), Some(memo)) => {
+            let (evaluation, lookup) = memo.evaluate_bytes(engine, bytes, overrides);
+            (Some(evaluation), Some(lookup))
+        }
+        (Content::Text(bytes), None) => (Some(engine.evaluate_bytes(bytes, overrides)), None),
+        (Content::Candidate(bytes), Some(memo)) => {
+            let (evaluation, lookup) = memo.evaluate_if_asyncapi(engine, bytes, overrides);
+            (evaluation, Some(lookup))
+        }
+        (Content::Candidate(bytes), None) => (engine.evaluate_if_asyncapi(bytes, overrides), None),
+        (Content::Field(pointer), _) => (field(pointer), None),
+        (Content::Unreadable(why), _) => (Some(engine.evaluate_unreadable(why, overrides)), None),
     }
 }
 
@@ -37,6 +49,8 @@ pub struct JudgedDocument {
     /// Size of the document: its text, or for a structured field about its JSON size.
     pub bytes: usize,
     pub evaluation: Evaluation,
+    /// Whether the memo had it (only text is memoised, and only where there is a memo).
+    pub memo: Option<Lookup>,
 }
 
 /// How deep an object may nest above the document it carries (`spec`, `spec/asyncapi`):
@@ -63,6 +77,7 @@ pub fn object_limits(engine: &Engine) -> Limits {
 /// if it has them, and under the configured depth limit counted from the field.
 pub fn judge_object(
     engine: &Engine,
+    memo: Option<&Memo>,
     id: &ObjectId,
     meta: &ObjectMeta,
     body: NodeRef<'_>,
@@ -72,9 +87,10 @@ pub fn judge_object(
     extract::extract(id, meta, body, config)
         .iter()
         .filter_map(|carried| {
-            let evaluation = judge_carried(engine, carried, overrides, |at| {
+            let (evaluation, memo) = judge_carried(engine, memo, carried, overrides, |at| {
                 pointer::resolve(body, at).map(|field| engine.evaluate_field(field.node, overrides))
-            })?;
+            });
+            let evaluation = evaluation?;
             let bytes = match &carried.content {
                 Content::Text(bytes) | Content::Candidate(bytes) => bytes.len(),
                 Content::Field(at) => pointer::resolve(body, at).map_or(0, |f| json_size(f.node)),
@@ -85,6 +101,7 @@ pub fn judge_object(
                 label: carried.label.clone(),
                 bytes,
                 evaluation,
+                memo,
             })
         })
         .collect()
@@ -191,6 +208,7 @@ mod tests {
         let (id, meta) = identify(cm).unwrap();
         let judged = judge_object(
             &engine,
+            None,
             &id,
             &meta,
             cm,
@@ -209,6 +227,7 @@ mod tests {
         let (id, meta) = identify(cr).unwrap();
         let judged = judge_object(
             &engine,
+            None,
             &id,
             &meta,
             cr,
@@ -231,7 +250,7 @@ mod tests {
             inspect_all_config_maps: true,
             ..ExtractConfig::default()
         };
-        let judged = judge_object(&engine, &id, &meta, cm, &all, &Overrides::default());
+        let judged = judge_object(&engine, None, &id, &meta, cm, &all, &Overrides::default());
         assert_eq!(
             judged.iter().map(|j| j.label.as_str()).collect::<Vec<_>>(),
             ["api"]

@@ -10,6 +10,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::engine::finding::{Mode, RuleId};
+use crate::engine::memo::Lookup;
 
 /// One admission request, as the metrics count it.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +23,7 @@ pub struct RequestRecord<'a> {
     pub dry_run: bool,
     pub findings: &'a [(RuleId, Mode)],
     pub document_bytes: &'a [usize],
+    pub memo: &'a [Lookup],
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -63,6 +65,9 @@ pub struct Metrics {
     certificate_reloads: Family<ResultLabels, Counter>,
     /// Current violations found by the in-cluster audit.
     pub audit_violations: Family<ViolationLabels, Gauge>,
+    memo_lookups: Family<ResultLabels, Counter>,
+    memo_entries: Gauge,
+    memo_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -118,7 +123,28 @@ impl Default for Metrics {
             "Current violations in the cluster found by the audit, by namespace and rule",
             audit_violations.clone(),
         );
+        let memo_lookups = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "memo_lookups",
+            "Documents looked up in the verdict memo, by result (hit or miss)",
+            memo_lookups.clone(),
+        );
+        let memo_entries = Gauge::default();
+        registry.register(
+            "memo_entries",
+            "Verdicts held in the memo",
+            memo_entries.clone(),
+        );
+        let memo_bytes = Gauge::default();
+        registry.register(
+            "memo_bytes",
+            "About how many bytes the memo's verdicts hold",
+            memo_bytes.clone(),
+        );
         Metrics {
+            memo_lookups,
+            memo_entries,
+            memo_bytes,
             registry,
             requests,
             findings,
@@ -167,10 +193,29 @@ impl Metrics {
                 })
                 .inc();
         }
+        for lookup in outcome.memo {
+            let result = match lookup {
+                Lookup::Hit => "hit",
+                Lookup::Miss => "miss",
+            };
+            self.memo_lookups
+                .get_or_create(&ResultLabels {
+                    result: result.to_owned(),
+                })
+                .inc();
+        }
         for bytes in outcome.document_bytes {
             self.document_bytes.observe(*bytes as f64);
         }
         self.duration.observe(seconds);
+    }
+
+    /// The memo's size, read when the metrics are scraped.
+    pub fn set_memo_size(&self, entries: usize, bytes: u64) {
+        self.memo_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.memo_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn set_certificate_expiry(&self, unix_seconds: i64) {
@@ -208,6 +253,7 @@ mod tests {
             dry_run: false,
             findings: &[(RuleId::ServerSecurityMissing, Mode::Enforce)],
             document_bytes: &[5000],
+            memo: &[Lookup::Miss],
         };
         metrics.observe(&outcome, 0.0004);
         metrics.config_reloaded(false);

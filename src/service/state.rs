@@ -5,22 +5,35 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::engine::memo::Memo;
 use crate::kubernetes::extract::ExtractConfig;
 
 /// The configuration in force. A reload builds a new one and swaps it in; a request holds
 /// the one it started with.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ActiveConfig {
     pub engine: Engine,
     pub kubernetes: ExtractConfig,
+    /// The webhook's verdicts under this configuration: a reload starts an empty one.
+    pub memo: Memo,
 }
+
+/// What the memo may hold: a few thousand verdicts, a small part of the server's memory.
+pub const MEMO_BYTES: u64 = 4 * 1024 * 1024;
 
 impl From<Config> for ActiveConfig {
     fn from(config: Config) -> Self {
         ActiveConfig {
             engine: Engine::new(config.policy),
             kubernetes: config.kubernetes,
+            memo: Memo::new(MEMO_BYTES),
         }
+    }
+}
+
+impl Default for ActiveConfig {
+    fn default() -> Self {
+        ActiveConfig::from(Config::default())
     }
 }
 

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 use crate::engine::Overrides;
 use crate::engine::document::json;
 use crate::engine::finding::{Mode, RuleId};
+use crate::engine::memo::Lookup;
 use crate::kubernetes::extract::ObjectId;
 use crate::kubernetes::{judge_object, metadata_of, object_limits};
 use crate::report::admission::{Judged, audit_annotations, denial_message, warnings};
@@ -110,6 +111,8 @@ pub struct Outcome {
     pub verdict: Verdict,
     pub findings: Vec<(RuleId, Mode)>,
     pub document_bytes: Vec<usize>,
+    /// The memo's answer for each document it was asked about.
+    pub memo: Vec<Lookup>,
     /// Why a request was invalid.
     pub reason: Option<String>,
 }
@@ -124,6 +127,7 @@ impl Outcome {
             dry_run: self.dry_run,
             findings: &self.findings,
             document_bytes: &self.document_bytes,
+            memo: &self.memo,
         }
     }
 
@@ -138,6 +142,7 @@ impl Outcome {
             verdict: Verdict::Allowed,
             findings: Vec::new(),
             document_bytes: Vec::new(),
+            memo: Vec::new(),
             reason: None,
         }
     }
@@ -371,6 +376,7 @@ fn judge_request(
     };
     let documents = judge_object(
         engine,
+        Some(&active.memo),
         &id,
         &metadata,
         body,
@@ -385,6 +391,7 @@ fn judge_request(
         })
         .collect();
     outcome.document_bytes = documents.iter().map(|d| d.bytes).collect();
+    outcome.memo = documents.iter().filter_map(|d| d.memo).collect();
     outcome.findings = documents
         .iter()
         .flat_map(|d| d.evaluation.findings.iter().map(|f| (f.rule, f.mode)))

@@ -69,6 +69,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let active = state.shared.config.load();
+    state
+        .shared
+        .metrics
+        .set_memo_size(active.memo.len(), active.memo.weight());
     (
         [(
             header::CONTENT_TYPE,
