@@ -3,53 +3,17 @@
 //! that which is YAML parsing, and the hostile inputs of tests/hostile.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use asyncapi_guard::engine::{Engine, Overrides};
+mod generated;
 #[path = "../tests/common/hostile.rs"]
 mod hostile;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use generated::generated_v3;
 
-/// A v3 document of about `target` bytes: `n` production servers, channels and operations,
-/// all secured, over 20 OAuth2 and SCRAM schemes, so that every rule has work to do.
-pub fn generated_v3(target: usize) -> String {
-    let head = "asyncapi: 3.0.0\ninfo:\n  title: Generated\n  version: 1.0.0\n";
-    let per_item = 560; // bytes a server + channel + operation take, measured
-    let n = (target.saturating_sub(2_000) / per_item).max(1);
-    let mut servers = String::from("servers:\n");
-    let mut channels = String::from("channels:\n");
-    let mut operations = String::from("operations:\n");
-    for i in 0..n {
-        let scheme = i % 20;
-        let _ = write!(
-            servers,
-            "  prod-{i}:\n    host: broker-{i}.example.com:9093\n    protocol: kafka-secure\n    security:\n      - $ref: '#/components/securitySchemes/s{scheme}'\n    tags:\n      - name: production\n"
-        );
-        let _ = write!(
-            channels,
-            "  orders{i}:\n    address: orders.{i}.placed\n    messages:\n      placed:\n        payload:\n          type: object\n          properties:\n            id: {{type: string}}\n            amount: {{type: number, minimum: 0}}\n"
-        );
-        let _ = write!(
-            operations,
-            "  send{i}:\n    action: send\n    channel:\n      $ref: '#/channels/orders{i}'\n    security:\n      - $ref: '#/components/securitySchemes/s{scheme}'\n"
-        );
-    }
-    let mut components = String::from("components:\n  securitySchemes:\n");
-    for s in 0..20 {
-        if s % 2 == 0 {
-            let _ = write!(
-                components,
-                "    s{s}:\n      type: oauth2\n      flows:\n        clientCredentials:\n          tokenUrl: https://auth.example.com/token\n          availableScopes:\n            orders:read: read\n            orders:write: write\n      scopes: [orders:write]\n"
-            );
-        } else {
-            let _ = write!(components, "    s{s}:\n      type: scramSha512\n");
-        }
-    }
-    format!("{head}{servers}{channels}{operations}{components}")
-}
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 fn corpus(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");

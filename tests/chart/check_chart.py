@@ -361,6 +361,28 @@ def leaves(values, prefix=""):
             yield path
 
 
+def check_packaged():
+    """`helm package` (what the release workflow runs) makes a chart that lints and renders
+    like the source, with the version and appVersion it is given."""
+    with tempfile.TemporaryDirectory() as out:
+        archive = helm_python.package(CHART, destination=out, version="9.8.7", app_version="9.8.7")
+        check(os.path.basename(archive) == "asyncapi-guard-9.8.7.tgz", f"helm package wrote {archive}")
+        lint = helm_python.lint(archive, strict=True, kube_version=f"v{KUBERNETES}")
+        problems = [m for m in lint["messages"] if m["severity"] >= 2] + [{"error": e} for e in lint["errors"]]
+        check(not problems, f"the packaged chart lints: {problems}")
+        packaged = helm_python.Chart.load_archive(open(archive, "rb").read())
+        meta = packaged.metadata() if callable(packaged.metadata) else packaged.metadata
+        check(meta.get("version") == "9.8.7" and meta.get("appVersion") == "9.8.7", f"the packaged chart's versions: {meta}")
+        check(any(f.endswith("icon.svg") for f in os.listdir(CHART)) and str(meta.get("icon", "")).endswith("icon.svg"), "the chart has an icon")
+        rendered = packaged.render({}, name=RELEASE, namespace=NAMESPACE, is_install=True)
+        source = render({})
+        # Only the version labels, the image tag (from appVersion) and the checksum of the
+        # configuration (whose labels carry the version) may differ.
+        normalise = lambda text: re.sub(r"checksum/config: [0-9a-f]+", "checksum/config: C", re.sub(r"(0\.1\.0|9\.8\.7)", "V", text))
+        check({k: normalise(v) for k, v in rendered.items()} == {k: normalise(v) for k, v in source.items()},
+              "the packaged chart renders like the source")
+
+
 def check_values_documented(defaults):
     schema = json.load(open(os.path.join(CHART, "values.schema.json")))
     readme = open(os.path.join(CHART, "README.md")).read()
@@ -405,6 +427,7 @@ def main():
             default_objects = objects
             check_notes(binary, first)
     check_crd_accepts_examples()
+    check_packaged()
     check_values_documented(defaults)
     check_dockerfile(default_objects)
     check_manifests_current()

@@ -1,13 +1,7 @@
-//! YAML 1.2 into the document model.
-//!
-//! Two readers, one result. [`block`] is a fast reader of our own for the block-style YAML
-//! that AsyncAPI documents are made of (mappings, lists, plain, quoted and block scalars,
-//! one-line flow collections); it hands over to the full parser on anything else, and on
-//! any error, so every message comes from one place. The full parser is `granit-parser`;
-//! see [`full`] for why. Both feed the same [`Builder`](super::build::Builder), and a
-//! differential test holds them to the same tree, positions included.
+//! YAML 1.2 into the document model, by `granit-parser` (see [`full`] for why it was chosen,
+//! and `benches/loader.rs` for the numbers). There is no fast path of our own beside it: a
+//! second reader would have to agree with the first on every input, positions included.
 
-mod block;
 mod full;
 mod schema;
 
@@ -17,22 +11,7 @@ use super::{Limits, LoadError, Stream};
 
 /// Parses a whole YAML stream (several documents share one tree).
 pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Stream<'a>, LoadError> {
-    if let Some(stream) = block::parse(text, limits) {
-        return Ok(stream);
-    }
     full::parse(text, limits)
-}
-
-/// The full parser alone, for tests and benchmarks that compare the two readers.
-#[doc(hidden)]
-pub fn parse_full<'a>(text: &'a str, limits: &Limits) -> Result<Stream<'a>, LoadError> {
-    full::parse(text, limits)
-}
-
-/// The fast reader alone: `None` where it hands over to the full parser.
-#[doc(hidden)]
-pub fn parse_block<'a>(text: &'a str, limits: &Limits) -> Option<Stream<'a>> {
-    block::parse(text, limits)
 }
 
 #[cfg(test)]
@@ -40,13 +19,8 @@ mod tests {
     use super::*;
     use crate::engine::document::{NodeRef, Pos, ScalarKind, Value, check_bytes};
 
-    /// Both readers, where the fast one takes the text; they must agree.
     fn each_reader(src: &str, check: impl Fn(&Stream<'_>)) {
-        let limits = Limits::default();
-        check(&parse_full(src, &limits).unwrap());
-        if let Some(stream) = parse_block(src, &limits) {
-            check(&stream);
-        }
+        check(&parse(src, &Limits::default()).unwrap());
     }
 
     fn root<'a>(stream: &'a Stream<'a>) -> NodeRef<'a> {
