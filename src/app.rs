@@ -19,6 +19,8 @@ pub struct AuditOptions {
     /// This replica's name in the Lease; the host name when not given.
     pub identity: Option<String>,
     pub resync: Duration,
+    /// Keep OpenReports `Report`s (when the CRD is installed).
+    pub reports: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +50,7 @@ async fn audit_settings(options: &AuditOptions) -> anyhow::Result<(kube::Config,
             namespace: options.namespace.clone(),
             identity,
             resync: options.resync,
+            reports: options.reports,
         },
     ))
 }

@@ -287,6 +287,7 @@ async fn a_relist_forgets_what_was_deleted_unwatched_and_deletions_clear_the_gau
     let state = state();
     let metrics = state.metrics.clone();
     let settings = AuditSettings {
+        reports: false,
         lease: String::new(),
         namespace: String::new(),
         identity: "t".into(),

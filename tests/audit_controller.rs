@@ -137,6 +137,7 @@ fn settings(identity: &str) -> AuditSettings {
         namespace: "asyncapi-guard".into(),
         identity: identity.into(),
         resync: Duration::from_secs(600),
+        reports: false,
     }
 }
 
@@ -280,6 +281,104 @@ async fn label_change() {
         move |_| !gauge(&metrics, "payments"),
     )
     .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+const REPORTS: &str = "apis/openreports.io/v1alpha1/reports";
+
+fn report(api: &FakeApi, namespace: &str) -> Option<Value> {
+    api.get(REPORTS, Some(namespace), "asyncapi-guard")
+}
+
+/// Issue 14: one OpenReports Report per namespace, written when results change and only then;
+/// a fixed object's results turn to pass, a deleted object's disappear; without the CRD the
+/// audit carries on, and starts writing once the CRD is installed. Time is paused: the
+/// minute the audit waits before looking for the CRD again passes at once.
+#[tokio::test(start_paused = true)]
+async fn reports_follow_the_verdicts_and_the_crd() {
+    tokio::task::LocalSet::new()
+        .run_until(reports_scenario())
+        .await;
+}
+
+async fn reports_scenario() {
+    let api = cluster();
+    api.set_installed(REPORTS, false);
+    let shutdown = Shutdown::new();
+    let running = tokio::task::spawn_local(controller::run(
+        api.client("asyncapi-guard"),
+        Shared::default(),
+        AuditSettings {
+            reports: true,
+            ..settings("replica-a")
+        },
+        shutdown.clone(),
+    ));
+    // The audit works without the CRD (its Events are there), and writes no report.
+    api.wait_for(
+        "the event on payments/orders",
+        Duration::from_secs(10),
+        |api| !events_about(api, "payments").is_empty(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(api.writes_to("openreports.io").is_empty());
+
+    // The CRD is installed later: reports appear (the audit looks again within a minute).
+    api.set_installed(REPORTS, true);
+    api.wait_for("the payments report", Duration::from_secs(75), |api| {
+        report(api, "payments").is_some()
+    })
+    .await;
+    let payments = report(&api, "payments").unwrap();
+    assert_eq!(payments["summary"]["fail"], 1, "{payments}");
+    assert_eq!(payments["results"][0]["rule"], "server-security-missing");
+    assert_eq!(payments["results"][0]["resources"][0]["name"], "orders");
+    assert_eq!(
+        FakeApi::managers(&payments),
+        ["asyncapi-guard-audit"],
+        "written by server-side apply under the audit's field manager"
+    );
+    let relaxed = report(&api, "relaxed").unwrap();
+    assert_eq!(relaxed["summary"]["warn"], 1, "warn mode: {relaxed}");
+    assert_eq!(report(&api, "team-a").unwrap()["summary"]["pass"], 1);
+    for skipped in ["quiet", "kube-system"] {
+        assert!(report(&api, skipped).is_none(), "{skipped} is not audited");
+    }
+
+    // Nothing changes: nothing is written.
+    let writes = api.writes_to("openreports.io").len();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(api.writes_to("openreports.io").len(), writes);
+
+    // A fix turns the result to pass; a deletion removes the results (and the empty report).
+    let mut fixed = api
+        .get(fake_api::CONFIG_MAPS, Some("payments"), "orders")
+        .unwrap();
+    fixed["data"]["asyncapi.yaml"] = json!(INSECURE.replace(
+        "    protocol: amqp\n",
+        "    protocol: amqp\n    security:\n      - $ref: '#/components/securitySchemes/up'\ncomponents:\n  securitySchemes:\n    up: {type: userPassword}\n"
+    ).replace("production", "staging"));
+    api.replace(fake_api::CONFIG_MAPS, Some("payments"), fixed);
+    api.wait_for(
+        "the payments report to pass",
+        Duration::from_secs(10),
+        |api| {
+            report(api, "payments")
+                .is_some_and(|r| r["summary"]["pass"] == 1 && r["summary"]["fail"] == 0)
+        },
+    )
+    .await;
+    api.delete(fake_api::CONFIG_MAPS, Some("team-a"), "orders");
+    api.wait_for("the team-a report to go", Duration::from_secs(10), |api| {
+        report(api, "team-a").is_none()
+    })
+    .await;
+
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), running)
         .await

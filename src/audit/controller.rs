@@ -24,6 +24,8 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tracing::{info, warn};
 
 use super::list::namespace_labels;
+use super::report_writer::ReportWriter;
+use super::reports::ObjectResults;
 use super::status::{config_map_event, desired_condition};
 use super::{Audited, NamespaceLabels, asyncapi_resource, config_map_resource};
 use crate::engine::finding::RuleId;
@@ -38,6 +40,8 @@ const REPORTING_CONTROLLER: &str = "asyncapi-guard";
 /// seconds of a SIGTERM, long enough that a renewal every two seconds is no load.
 const LEASE_SECONDS: u64 = 4;
 const LEASE_GRACE_SECONDS: u64 = 2;
+/// How often changed reports are written.
+const REPORT_FLUSH: Duration = Duration::from_secs(2);
 
 pub const FIELD_MANAGER: &str = "asyncapi-guard-audit";
 
@@ -50,6 +54,8 @@ pub struct AuditSettings {
     pub identity: String,
     /// Everything is re-judged this often, and whenever the configuration changes.
     pub resync: Duration,
+    /// Keep an OpenReports `Report` per namespace (when the CRD is installed).
+    pub reports: bool,
 }
 
 /// Runs the audit on a thread of its own for the life of the server: its retries against an
@@ -151,6 +157,7 @@ pub struct Auditor {
     /// The last Event note asyncapi-guard emitted per object uid, as found at the start of
     /// the leadership: a new leader does not repeat its predecessor's Events.
     emitted: HashMap<String, String>,
+    reports: Option<ReportWriter>,
     recorder: Recorder,
     /// By resource plural and object uid.
     objects: HashMap<(String, String), Summary>,
@@ -171,12 +178,16 @@ impl Auditor {
             controller: REPORTING_CONTROLLER.to_owned(),
             instance: Some(settings.identity.clone()),
         };
+        let reports = settings
+            .reports
+            .then(|| ReportWriter::new(client.clone(), FIELD_MANAGER));
         Auditor {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             state,
             namespaces: NamespaceLabels::default(),
             emitted: HashMap::new(),
+            reports,
             objects: HashMap::new(),
             counts: BTreeMap::new(),
         }
@@ -257,6 +268,8 @@ impl Auditor {
             let deadline = tokio::time::sleep(settings.resync);
             tokio::pin!(deadline);
             let mut config_check = tokio::time::interval(Duration::from_secs(5));
+            // Reports are written in batches: one write per namespace per change burst.
+            let mut report_flush = tokio::time::interval(REPORT_FLUSH);
             loop {
                 tokio::select! {
                     next = events.next() => match next {
@@ -281,6 +294,11 @@ impl Auditor {
                     () = &mut deadline => {
                         info!("audit: periodic re-audit");
                         break;
+                    }
+                    _ = report_flush.tick() => {
+                        if let Some(reports) = &mut self.reports {
+                            reports.flush().await;
+                        }
                     }
                     _ = config_check.tick() => {
                         if !Arc::ptr_eq(&config, &self.state.config.load_full()) {
@@ -346,6 +364,13 @@ impl Auditor {
             namespace_labels,
         );
         let key = (resource.plural.clone(), object.uid().unwrap_or_default());
+        if let Some(reports) = &mut self.reports {
+            if audited.guarded && audited.carries_documents() {
+                reports.put(ObjectResults::of(&audited));
+            } else {
+                reports.remove(&audited.id.namespace.clone().unwrap_or_default(), &key.1);
+            }
+        }
         if !audited.carries_documents() {
             self.forget(&key);
             return;
@@ -399,6 +424,9 @@ impl Auditor {
     fn forget(&mut self, key: &(String, String)) {
         if let Some(summary) = self.objects.remove(key) {
             self.count(&summary.namespace, &summary.violations, -1);
+            if let Some(reports) = &mut self.reports {
+                reports.remove(&summary.namespace, &key.1);
+            }
         }
     }
 
@@ -511,6 +539,7 @@ pub async fn audit_once(
         namespace: String::new(),
         identity: "test".to_owned(),
         resync: Duration::from_secs(600),
+        reports: false,
     };
     let config = state.config.load_full();
     let mut auditor = Auditor::new(client, state, &settings);

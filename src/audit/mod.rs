@@ -8,6 +8,8 @@
 
 pub mod controller;
 pub mod list;
+pub mod report_writer;
+pub mod reports;
 pub mod status;
 
 use std::collections::{BTreeMap, HashMap};
@@ -71,6 +73,9 @@ impl NamespaceLabels {
 #[derive(Debug, Clone)]
 pub struct Audited {
     pub id: ObjectId,
+    /// For reports that name the object: `v1`, `asyncapi-guard.io/v1alpha1`.
+    pub api_version: String,
+    pub uid: String,
     /// Opted in (a labelled ConfigMap, an AsyncAPI resource), so admission judges it too.
     pub guarded: bool,
     /// The mode admission applies in its namespace.
@@ -108,6 +113,8 @@ impl Audited {
         }) else {
             return Audited {
                 id,
+                api_version: resource.api_version.clone(),
+                uid: meta.uid.clone().unwrap_or_default(),
                 guarded: false,
                 mode: Mode::Off,
                 documents: Vec::new(),
@@ -139,6 +146,8 @@ impl Audited {
         };
         Audited {
             id,
+            api_version: resource.api_version.clone(),
+            uid: meta.uid.clone().unwrap_or_default(),
             guarded,
             mode: overrides.mode,
             documents,

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::audit::list;
+use crate::audit::reports::{ObjectResults, render_stream, reports_of};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::report::{self, DocumentReport, Format};
@@ -32,15 +33,24 @@ pub struct AuditArgs {
     /// Audit every namespace.
     #[arg(short = 'A', long, env = "ASYNCAPI_GUARD_ALL_NAMESPACES")]
     pub all_namespaces: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text, env = "ASYNCAPI_GUARD_FORMAT")]
-    pub format: Format,
+    /// Output format: as `check`'s, or `openreports` (one OpenReports `Report` per namespace,
+    /// a YAML stream ready for `kubectl apply -f -`).
+    #[arg(long, value_enum, default_value_t = AuditFormat::Text, env = "ASYNCAPI_GUARD_FORMAT")]
+    pub format: AuditFormat,
     /// Configuration file (YAML), as the webhook's.
     #[arg(long, env = "ASYNCAPI_GUARD_CONFIG")]
     pub config: Option<PathBuf>,
     /// Objects per page when listing.
     #[arg(long, env = "ASYNCAPI_GUARD_PAGE_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub page_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    Text,
+    Json,
+    Sarif,
+    Openreports,
 }
 
 pub async fn client(
@@ -95,9 +105,24 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         eprintln!("asyncapi-guard: not audited: {skipped}");
     }
     let reports: Vec<DocumentReport> = census.audited.iter().flat_map(|a| a.reports()).collect();
+    let output = match args.format {
+        AuditFormat::Text => report::render(Format::Text, &reports),
+        AuditFormat::Json => report::render(Format::Json, &reports),
+        AuditFormat::Sarif => report::render(Format::Sarif, &reports),
+        // Unguarded ConfigMaps are not judged by admission: they are no admission results.
+        AuditFormat::Openreports => {
+            let objects: Vec<ObjectResults> = census
+                .audited
+                .iter()
+                .filter(|a| a.guarded)
+                .map(ObjectResults::of)
+                .collect();
+            render_stream(&reports_of(&objects))
+        }
+    };
     std::io::stdout()
         .lock()
-        .write_all(report::render(args.format, &reports).as_bytes())
+        .write_all(output.as_bytes())
         .context("cannot write the output")?;
     Ok(if reports.iter().any(|r| !r.evaluation.allowed()) {
         ExitCode::from(1)

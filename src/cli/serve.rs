@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// How often the audit re-judges everything (it also does on a configuration change).
     #[arg(long, env = "ASYNCAPI_GUARD_AUDIT_RESYNC", default_value = "10m", value_parser = humantime::parse_duration)]
     pub audit_resync: Duration,
+    /// The audit keeps an OpenReports `Report` per namespace, when the CRD
+    /// reports.openreports.io is installed (Policy Reporter and Kyverno's tools read them).
+    #[arg(long, env = "ASYNCAPI_GUARD_AUDIT_REPORTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub audit_reports: bool,
     /// This replica's name in the audit's Lease (the chart sets the pod name).
     #[arg(long, env = "ASYNCAPI_GUARD_POD_NAME")]
     pub pod_name: Option<String>,
@@ -171,6 +175,7 @@ impl ServeArgs {
                 namespace: self.namespace.clone(),
                 identity: self.pod_name.clone(),
                 resync: self.audit_resync,
+                reports: self.audit_reports,
             }),
         })
     }

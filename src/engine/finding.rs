@@ -42,6 +42,35 @@ impl RuleId {
             RuleId::SecurityScopeUndefined => "security-scope-undefined",
         }
     }
+
+    /// How bad a finding of this rule is, in the words policy reports use (OpenReports,
+    /// Policy Reporter): an open production server is the worst; a document that cannot be
+    /// judged hides whatever it holds.
+    pub fn severity(self) -> Severity {
+        match self {
+            RuleId::ServerSecurityMissing | RuleId::ServerSecurityAnonymous => Severity::High,
+            RuleId::SecuritySchemeUndefined | RuleId::DocumentInvalid => Severity::High,
+            RuleId::SecuritySchemeInvalid | RuleId::SecurityScopeUndefined => Severity::Medium,
+            RuleId::SecurityRefExternal => Severity::Low,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
 }
 
 impl fmt::Display for RuleId {

@@ -249,9 +249,15 @@ def check_workload(label, values, rendered, objects):
             (("coordination.k8s.io",), ("leases",), (lease,), "get"), (("coordination.k8s.io",), ("leases",), (lease,), "patch"),
             (("coordination.k8s.io",), ("leases",), (), "create"),
         }
+        reports = {(("openreports.io",), ("reports",), (), verb) for verb in ("get", "list", "watch", "create", "update", "patch", "delete")}
+        if values["audit"]["reports"]:
+            wanted |= reports
+            check("--audit-reports=true" in container["args"], f"{label}: the audit writes OpenReports")
+        else:
+            check(not (reports & granted), f"{label}: no OpenReports RBAC without audit.reports")
         check(wanted <= granted, f"{label}: the audit's RBAC grants {sorted(wanted - granted)}")
         writes = {g for g in granted if g[3] in ("create", "update", "patch", "delete") }
-        allowed_writes = {g for g in wanted if g[3] in ("create", "patch")} | {(("events.k8s.io",), ("events",), (), "patch")}
+        allowed_writes = {g for g in wanted if g[3] in ("create", "update", "patch", "delete")} | {(("events.k8s.io",), ("events",), (), "patch")}
         check(writes <= allowed_writes, f"{label}: the audit's RBAC writes only what it must: {sorted(writes - allowed_writes)}")
     else:
         check("--audit" not in container["args"] and not audit_roles, f"{label}: no audit, no audit RBAC")

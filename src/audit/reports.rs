@@ -1,0 +1,281 @@
+//! OpenReports (`openreports.io/v1alpha1`, `Report`): what the audit found, in the form
+//! Policy Reporter and Kyverno's tooling read beside every other policy engine's results.
+//! One Report per namespace, named `asyncapi-guard`: one result per finding (`fail` for
+//! enforce, `warn` for warn and audit mode), a `pass` per compliant object, and the counts.
+//! Pure: built from the audit's per-object summaries, never by re-reading documents.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::Audited;
+use crate::engine::finding::Mode;
+
+pub const API_VERSION: &str = "openreports.io/v1alpha1";
+pub const KIND: &str = "Report";
+/// The Report's name in each namespace, and its `source` and results' `policy`.
+pub const NAME: &str = "asyncapi-guard";
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "asyncapi-guard");
+/// The API server refuses objects over about 1.5 MiB: results stop at this many bytes (the
+/// summary still counts everything) and the Report says how many were left out.
+pub const MAX_RESULTS_BYTES: usize = 1024 * 1024;
+pub const TRUNCATED_ANNOTATION: &str = "asyncapi-guard.io/results-left-out";
+
+/// What a Report says of one object: kept by the audit per object, compared to know whether
+/// anything changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectResults {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    /// Empty for a compliant object.
+    pub findings: Vec<FindingResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingResult {
+    pub rule: &'static str,
+    pub result: &'static str,
+    pub severity: &'static str,
+    pub message: String,
+    pub document: String,
+    pub pointer: String,
+    pub line: u32,
+    pub column: u32,
+}
+
+impl ObjectResults {
+    pub fn of(audited: &Audited) -> ObjectResults {
+        let findings = audited
+            .documents
+            .iter()
+            .flat_map(|d| d.evaluation.findings.iter().map(move |f| (d, f)))
+            .filter_map(|(document, finding)| {
+                let result = match finding.mode {
+                    Mode::Enforce => "fail",
+                    Mode::Warn | Mode::Audit => "warn",
+                    Mode::Off => return None,
+                };
+                Some(FindingResult {
+                    rule: finding.rule.as_str(),
+                    result,
+                    severity: finding.rule.severity().as_str(),
+                    message: finding.message.clone(),
+                    document: document.locator.clone(),
+                    pointer: finding.path.clone(),
+                    line: finding.pos.line,
+                    column: finding.pos.column,
+                })
+            })
+            .collect();
+        ObjectResults {
+            api_version: audited.api_version.clone(),
+            kind: audited.id.kind.clone(),
+            name: audited.id.name.clone(),
+            namespace: audited.id.namespace.clone().unwrap_or_default(),
+            uid: audited.uid.clone(),
+            findings,
+        }
+    }
+
+    fn resource(&self) -> Value {
+        json!({"apiVersion": self.api_version, "kind": self.kind, "name": self.name,
+               "namespace": self.namespace, "uid": self.uid})
+    }
+
+    fn results(&self) -> Vec<Value> {
+        if self.findings.is_empty() {
+            return vec![json!({
+                "policy": NAME, "rule": "asyncapi-security", "result": "pass",
+                "source": NAME, "scored": true,
+                "message": format!("{} meets the asyncapi-guard policy", self.kind),
+                "resources": [self.resource()],
+            })];
+        }
+        self.findings
+            .iter()
+            .map(|f| {
+                let mut properties = json!({"document": f.document, "pointer": f.pointer});
+                if f.line > 0 {
+                    properties["line"] = json!(f.line.to_string());
+                    properties["column"] = json!(f.column.to_string());
+                }
+                json!({
+                    "policy": NAME, "rule": f.rule, "result": f.result, "severity": f.severity,
+                    "source": NAME, "scored": true, "category": "AsyncAPI security",
+                    "message": f.message, "resources": [self.resource()],
+                    "properties": properties,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The Report of `namespace` for its objects (any order: results are sorted, so an
+/// unchanged namespace gives the same Report).
+pub fn namespace_report<'a>(
+    namespace: &str,
+    objects: impl IntoIterator<Item = &'a ObjectResults>,
+) -> Value {
+    let mut objects: Vec<&ObjectResults> = objects.into_iter().collect();
+    objects.sort_by(|a, b| (&a.kind, &a.name, &a.uid).cmp(&(&b.kind, &b.name, &b.uid)));
+    let mut summary: BTreeMap<&str, u64> = ["pass", "fail", "warn", "error", "skip"]
+        .map(|k| (k, 0))
+        .into();
+    let mut results = Vec::new();
+    let mut bytes = 0;
+    let mut left_out = 0;
+    for object in objects {
+        for result in object.results() {
+            if let Some(count) = result["result"].as_str().and_then(|r| summary.get_mut(r)) {
+                *count += 1;
+            }
+            let size = result.to_string().len();
+            if bytes + size > MAX_RESULTS_BYTES {
+                left_out += 1;
+                continue;
+            }
+            bytes += size;
+            results.push(result);
+        }
+    }
+    let mut metadata = json!({
+        "name": NAME,
+        "namespace": namespace,
+        "labels": {MANAGED_BY.0: MANAGED_BY.1},
+    });
+    if left_out > 0 {
+        metadata["annotations"] = json!({TRUNCATED_ANNOTATION: left_out.to_string()});
+    }
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": metadata,
+        "source": NAME,
+        "summary": summary,
+        "results": results,
+    })
+}
+
+/// Whether `current` (as read from the cluster) already says what `desired` says.
+pub fn same_content(current: &Value, desired: &Value) -> bool {
+    ["source", "summary", "results"]
+        .iter()
+        .all(|field| current.get(field) == desired.get(field))
+        && current.pointer(&format!(
+            "/metadata/annotations/{}",
+            TRUNCATED_ANNOTATION.replace('/', "~1")
+        )) == desired.pointer(&format!(
+            "/metadata/annotations/{}",
+            TRUNCATED_ANNOTATION.replace('/', "~1")
+        ))
+}
+
+/// Reports for every namespace of an audit (the CLI's `--format openreports`).
+pub fn reports_of<'a>(objects: impl IntoIterator<Item = &'a ObjectResults>) -> Vec<Value> {
+    let mut by_namespace: BTreeMap<&str, Vec<&ObjectResults>> = BTreeMap::new();
+    for object in objects {
+        by_namespace
+            .entry(object.namespace.as_str())
+            .or_default()
+            .push(object);
+    }
+    by_namespace
+        .into_iter()
+        .filter(|(namespace, _)| !namespace.is_empty())
+        .map(|(namespace, objects)| namespace_report(namespace, objects))
+        .collect()
+}
+
+/// A YAML stream of the reports, for `kubectl apply -f -` (each document is JSON, which is
+/// YAML).
+pub fn render_stream(reports: &[Value]) -> String {
+    let mut out = String::new();
+    for report in reports {
+        out.push_str("---\n");
+        out.push_str(&serde_json::to_string_pretty(report).unwrap_or_default());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str, findings: Vec<FindingResult>) -> ObjectResults {
+        ObjectResults {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: name.into(),
+            namespace: "payments".into(),
+            uid: format!("uid-{name}"),
+            findings,
+        }
+    }
+
+    fn finding(result: &'static str) -> FindingResult {
+        FindingResult {
+            rule: "server-security-missing",
+            result,
+            severity: "high",
+            message: "production server \"production\" declares no security".into(),
+            document: "data/asyncapi.yaml".into(),
+            pointer: "/servers/production".into(),
+            line: 4,
+            column: 3,
+        }
+    }
+
+    #[test]
+    fn a_result_per_finding_a_pass_per_compliant_object_and_the_counts() {
+        let objects = [
+            object("b-orders", vec![finding("fail"), finding("warn")]),
+            object("a-billing", vec![]),
+        ];
+        let report = namespace_report("payments", &objects);
+        assert_eq!(report["kind"], "Report");
+        assert_eq!(report["metadata"]["name"], "asyncapi-guard");
+        assert_eq!(
+            report["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "asyncapi-guard"
+        );
+        assert_eq!(
+            report["summary"],
+            json!({"pass": 1, "fail": 1, "warn": 1, "error": 0, "skip": 0})
+        );
+        let results = report["results"].as_array().unwrap();
+        // Sorted by object: a-billing's pass first.
+        assert_eq!(results[0]["result"], "pass");
+        assert_eq!(results[1]["result"], "fail");
+        assert_eq!(results[1]["rule"], "server-security-missing");
+        assert_eq!(results[1]["severity"], "high");
+        assert_eq!(results[1]["properties"]["line"], "4");
+        assert_eq!(results[1]["resources"][0]["uid"], "uid-b-orders");
+        // The same objects in another order: the same Report.
+        let reversed = [objects[1].clone(), objects[0].clone()];
+        assert!(same_content(
+            &report,
+            &namespace_report("payments", &reversed)
+        ));
+    }
+
+    #[test]
+    fn a_namespace_too_big_is_cut_and_says_so() {
+        let many: Vec<ObjectResults> = (0..6000)
+            .map(|i| object(&format!("o{i:05}"), vec![finding("fail")]))
+            .collect();
+        let report = namespace_report("payments", &many);
+        let size = report.to_string().len();
+        assert!(size < 1536 * 1024, "{size}");
+        assert_eq!(report["summary"]["fail"], 6000);
+        let kept = report["results"].as_array().unwrap().len();
+        assert!(kept < 6000);
+        assert_eq!(
+            report["metadata"]["annotations"][TRUNCATED_ANNOTATION],
+            (6000 - kept).to_string()
+        );
+    }
+}
