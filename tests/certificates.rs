@@ -226,6 +226,62 @@ async fn two_replicas_agree_on_one_secret_and_both_keep_the_ca_bundle() {
     runs.iter().for_each(tokio::task::JoinHandle::abort);
 }
 
+/// A replica that has not seen a CA rotation yet must not put its old bundle back over the
+/// new one another replica set: the two would rewrite the configuration in turn.
+#[tokio::test]
+async fn a_replica_behind_a_ca_rotation_follows_the_secret_instead_of_fighting() {
+    use asyncapi_guard::webhook::certificates::{Plan, issue};
+    let api = FakeApi::new();
+    let dir = tempfile::tempdir().unwrap();
+    let behind = managed(api.client("guard"), dir.path());
+    let old = behind.reconcile().await.unwrap();
+    // Another replica rotates the CA: the Secret holds the new bundle (new CA, then the old).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let rotated = issue(
+        &Plan::NewCa("test"),
+        Some(&old),
+        &["asyncapi-guard.guard.svc".to_owned()],
+        now,
+    )
+    .unwrap();
+    assert_ne!(rotated.ca_bundle, old.ca_bundle);
+    let mut secret = api
+        .get(SECRETS_COLLECTION, Some("guard"), "asyncapi-guard-tls")
+        .unwrap();
+    use base64::Engine as _;
+    let encode = |text: &str| json!(base64::engine::general_purpose::STANDARD.encode(text));
+    secret["data"]["ca.crt"] = encode(&rotated.ca_bundle);
+    secret["data"]["ca.key"] = encode(&rotated.ca_key);
+    secret["data"]["tls.crt"] = encode(&rotated.cert);
+    secret["data"]["tls.key"] = encode(&rotated.key);
+    api.replace(SECRETS_COLLECTION, Some("guard"), secret);
+    // ... and set it in the configuration, which this replica now watches with its old one.
+    let mut configuration = rendered_configuration();
+    for webhook in configuration["webhooks"].as_array_mut().unwrap() {
+        webhook["clientConfig"]["caBundle"] = encode(&rotated.ca_bundle);
+    }
+    let running = tokio::spawn(behind.run(Duration::from_secs(3600), old));
+    api.create(CONFIGURATIONS, None, configuration);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = api.get(CONFIGURATIONS, None, "asyncapi-guard").unwrap();
+    assert!(
+        ca_bundles(&seen)
+            .iter()
+            .all(|b| b.as_deref() == Some(rotated.ca_bundle.as_str())),
+        "the new bundle stays"
+    );
+    assert!(api.writes_to("validatingwebhookconfigurations").is_empty());
+    // And the replica serves the certificate of the new CA now.
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("tls.crt")).unwrap(),
+        rotated.cert
+    );
+    running.abort();
+}
+
 #[tokio::test]
 async fn an_ip_name_does_not_reissue_the_certificate_at_every_start() {
     let api = FakeApi::new();

@@ -458,7 +458,17 @@ impl SelfManaged {
             let Some(configuration) = &observed else {
                 continue;
             };
-            let wanted = bundle.borrow_and_update().clone();
+            let mut wanted = bundle.borrow_and_update().clone();
+            if !trusts(configuration, &wanted) {
+                // Another replica may have rotated the CA since this one last looked: the
+                // Secret is the one truth, so replicas never fight over the caBundle.
+                match self.reconcile_secret().await {
+                    Ok(material) => wanted = material.ca_bundle,
+                    Err(e) => {
+                        warn!(error = %e, "self-managed certificates: cannot read the Secret")
+                    }
+                }
+            }
             if let Err(e) = inject_ca_bundle(&api, configuration, &wanted).await {
                 // The next event (or the watcher's relist) tries again.
                 warn!(webhook_configuration = name, error = %e, "cannot set the caBundle; will retry");
@@ -478,19 +488,27 @@ pub const FIELD_MANAGER: &str = "asyncapi-guard-certificates";
 /// Sets `bundle` as the `caBundle` of every webhook of `configuration` that does not have it,
 /// by server-side apply of those fields only: nothing else of the object is sent, so a
 /// concurrent change by Helm or Argo CD is neither lost nor conflicting.
+/// Whether every webhook of `configuration` already has `bundle` as its caBundle.
+fn trusts(configuration: &ValidatingWebhookConfiguration, bundle: &str) -> bool {
+    let wanted = ByteString(bundle.as_bytes().to_vec());
+    configuration
+        .webhooks
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .all(|webhook| webhook.client_config.ca_bundle.as_ref() == Some(&wanted))
+}
+
 async fn inject_ca_bundle(
     api: &Api<ValidatingWebhookConfiguration>,
     configuration: &ValidatingWebhookConfiguration,
     bundle: &str,
 ) -> Result<(), CertificateError> {
-    let wanted = ByteString(bundle.as_bytes().to_vec());
-    let webhooks = configuration.webhooks.as_deref().unwrap_or_default();
-    if webhooks
-        .iter()
-        .all(|webhook| webhook.client_config.ca_bundle.as_ref() == Some(&wanted))
-    {
+    if trusts(configuration, bundle) {
         return Ok(());
     }
+    let wanted = ByteString(bundle.as_bytes().to_vec());
+    let webhooks = configuration.webhooks.as_deref().unwrap_or_default();
     let name = configuration.metadata.name.clone().unwrap_or_default();
     let patch = serde_json::json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
