@@ -141,6 +141,34 @@ fn settings(identity: &str) -> AuditSettings {
     }
 }
 
+/// A replica of the audit, on the test's local task set (the audit's future is not `Send`).
+struct Replica {
+    running: tokio::task::JoinHandle<()>,
+    shutdown: Shutdown,
+}
+
+fn start(api: &FakeApi, shared: Shared, settings: AuditSettings) -> Replica {
+    let shutdown = Shutdown::new();
+    let running = tokio::task::spawn_local(controller::run(
+        api.client("asyncapi-guard"),
+        shared,
+        settings,
+        shutdown.clone(),
+    ));
+    Replica { running, shutdown }
+}
+
+impl Replica {
+    /// SIGTERM: the audit must stop (and release its Lease) within 5 s.
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.running)
+            .await
+            .expect("the audit stops within 5 s of shutdown")
+            .unwrap();
+    }
+}
+
 fn events_about(api: &FakeApi, namespace: &str) -> Vec<Value> {
     api.all(fake_api::EVENTS)
         .into_iter()
@@ -168,13 +196,7 @@ async fn replicas_hand_the_lease_over_on_shutdown_and_do_not_repeat_events() {
 
 async fn hand_over() {
     let api = cluster();
-    let first_shutdown = Shutdown::new();
-    let first = tokio::task::spawn_local(controller::run(
-        api.client("asyncapi-guard"),
-        Shared::default(),
-        settings("replica-a"),
-        first_shutdown.clone(),
-    ));
+    let first = start(&api, Shared::default(), settings("replica-a"));
     api.wait_for("replica-a to lead", Duration::from_secs(10), |api| {
         holder(api).as_deref() == Some("replica-a")
     })
@@ -205,21 +227,11 @@ async fn hand_over() {
     }
 
     // SIGTERM: the Lease is released at once.
-    first_shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), first)
-        .await
-        .expect("the audit stops within 5 s of shutdown")
-        .unwrap();
+    first.stop().await;
     assert_eq!(holder(&api), None, "the Lease is released");
 
     let started = tokio::time::Instant::now();
-    let second_shutdown = Shutdown::new();
-    let second = tokio::task::spawn_local(controller::run(
-        api.client("asyncapi-guard"),
-        Shared::default(),
-        settings("replica-b"),
-        second_shutdown.clone(),
-    ));
+    let second = start(&api, Shared::default(), settings("replica-b"));
     api.wait_for("replica-b to lead", Duration::from_secs(5), |api| {
         holder(api).as_deref() == Some("replica-b")
     })
@@ -234,11 +246,7 @@ async fn hand_over() {
         "not even counted again: {events:?}"
     );
 
-    second_shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), second)
-        .await
-        .unwrap()
-        .unwrap();
+    second.stop().await;
 }
 
 #[tokio::test]
@@ -249,13 +257,7 @@ async fn a_namespace_label_change_re_audits_its_objects() {
 async fn label_change() {
     let api = cluster();
     let shared = Shared::default();
-    let shutdown = Shutdown::new();
-    let running = tokio::task::spawn_local(controller::run(
-        api.client("asyncapi-guard"),
-        shared.clone(),
-        settings("replica-a"),
-        shutdown.clone(),
-    ));
+    let running = start(&api, shared.clone(), settings("replica-a"));
     let gauge = |shared: &Shared, namespace: &str| {
         shared.metrics.encode().lines().any(|l| {
             l.starts_with(&format!(
@@ -281,11 +283,7 @@ async fn label_change() {
         move |_| !gauge(&metrics, "payments"),
     )
     .await;
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), running)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }
 
 const REPORTS: &str = "apis/openreports.io/v1alpha1/reports";
@@ -308,16 +306,14 @@ async fn reports_follow_the_verdicts_and_the_crd() {
 async fn reports_scenario() {
     let api = cluster();
     api.set_installed(REPORTS, false);
-    let shutdown = Shutdown::new();
-    let running = tokio::task::spawn_local(controller::run(
-        api.client("asyncapi-guard"),
+    let running = start(
+        &api,
         Shared::default(),
         AuditSettings {
             reports: true,
             ..settings("replica-a")
         },
-        shutdown.clone(),
-    ));
+    );
     // The audit works without the CRD (its Events are there), and writes no report.
     api.wait_for(
         "the event on payments/orders",
@@ -379,9 +375,5 @@ async fn reports_scenario() {
     })
     .await;
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), running)
-        .await
-        .unwrap()
-        .unwrap();
+    running.stop().await;
 }

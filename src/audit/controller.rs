@@ -364,11 +364,14 @@ impl Auditor {
             namespace_labels,
         );
         let key = (resource.plural.clone(), object.uid().unwrap_or_default());
-        if let Some(reports) = &mut self.reports {
-            if audited.guarded && audited.carries_documents() {
+        // An object that no longer carries a document leaves the report through `forget`.
+        if let Some(reports) = &mut self.reports
+            && audited.carries_documents()
+        {
+            if audited.guarded {
                 reports.put(ObjectResults::of(&audited));
             } else {
-                reports.remove(&audited.id.namespace.clone().unwrap_or_default(), &key.1);
+                reports.remove(audited.id.namespace.as_deref().unwrap_or_default(), &key.1);
             }
         }
         if !audited.carries_documents() {

@@ -7,7 +7,6 @@ use kube::core::admission::{AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::Status;
 use kube::core::{DynamicObject, GroupVersionKind, TypeMeta};
 use serde::Deserialize;
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::engine::Overrides;
@@ -172,21 +171,46 @@ pub fn failed(uid: &str, reason: &str) -> (AdmissionReview<DynamicObject>, Outco
     (response.into_review(), outcome)
 }
 
+/// What any JSON body says of itself, whatever the rest holds (skipped unbuilt): for
+/// answers about requests that could not be judged.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "apiVersion", borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<&'a RawValue>,
+}
+
+impl Head<'_> {
+    fn uid(&self) -> String {
+        #[derive(Deserialize)]
+        struct Request {
+            uid: Option<String>,
+        }
+        self.request
+            .and_then(|raw| serde_json::from_str::<Request>(raw.get()).ok())
+            .and_then(|r| r.uid)
+            .unwrap_or_default()
+    }
+}
+
 /// The request's uid, read without reading the rest, for answers about requests that
 /// could not be judged.
 pub fn uid_of(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Review {
-        request: Option<Request>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Request {
-        uid: Option<String>,
-    }
-    serde_json::from_slice::<Review>(body)
-        .ok()
-        .and_then(|r| r.request?.uid)
+    serde_json::from_slice::<Head<'_>>(body)
+        .map(|head| head.uid())
         .unwrap_or_default()
+}
+
+/// Why a body is not the review this webhook takes, if it is not.
+fn not_a_review(kind: Option<&str>, api_version: Option<&str>) -> Option<String> {
+    (api_version != Some(REVIEW_API_VERSION) || kind != Some(REVIEW_KIND)).then(|| {
+        format!(
+            "expected an AdmissionReview of admission.k8s.io/v1, got kind {kind:?} of apiVersion {api_version:?}"
+        )
+    })
 }
 
 /// An AdmissionReview as the API server sends it, read once: what the handler needs is
@@ -245,18 +269,16 @@ pub fn review(
 ) -> (AdmissionReview<DynamicObject>, Outcome) {
     let wire: WireReview<'_> = match serde_json::from_slice(body) {
         Ok(wire) => wire,
-        // Only on this error path is the body read again, for the uid to echo.
-        Err(e) if e.is_syntax() || e.is_eof() => {
-            return invalid("", &format!("the request body is not JSON: {e}"));
-        }
+        // Only on this error path is the body read again: what it says of itself, and the
+        // uid to echo.
         Err(e) => {
-            let uid = uid_of(body);
-            return match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) if looks_like_a_review(body) => {
-                    invalid(&uid, &format!("the AdmissionReview cannot be read: {e}"))
+            return match serde_json::from_slice::<Head<'_>>(body) {
+                Err(e) => invalid("", &format!("the request body is not JSON: {e}")),
+                Ok(head) => {
+                    let why = not_a_review(head.kind.as_deref(), head.api_version.as_deref())
+                        .unwrap_or_else(|| format!("the AdmissionReview cannot be read: {e}"));
+                    invalid(&head.uid(), &why)
                 }
-                Ok(_) => invalid(&uid, &expected_review(body)),
-                Err(e) => invalid(&uid, &format!("the request body is not JSON: {e}")),
             };
         }
     };
@@ -265,53 +287,13 @@ pub fn review(
         .as_ref()
         .map(|r| r.uid.clone())
         .unwrap_or_default();
-    if wire.api_version.as_deref() != Some(REVIEW_API_VERSION)
-        || wire.kind.as_deref() != Some(REVIEW_KIND)
-    {
-        return invalid(
-            &uid,
-            &format!(
-                "expected an AdmissionReview of admission.k8s.io/v1, got kind {:?} of apiVersion {:?}",
-                wire.kind.as_deref(),
-                wire.api_version.as_deref()
-            ),
-        );
+    if let Some(why) = not_a_review(wire.kind.as_deref(), wire.api_version.as_deref()) {
+        return invalid(&uid, &why);
     }
     let Some(request) = wire.request else {
         return invalid(&uid, "the AdmissionReview has no request");
     };
     judge_request(active, &request, options)
-}
-
-/// Whether the body is an admission.k8s.io/v1 AdmissionReview (for the message of a
-/// request that could not be decoded).
-fn looks_like_a_review(body: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Head<'a> {
-        #[serde(rename = "apiVersion", borrow, default)]
-        api_version: Option<Cow<'a, str>>,
-        #[serde(borrow, default)]
-        kind: Option<Cow<'a, str>>,
-    }
-    serde_json::from_slice::<Head<'_>>(body).is_ok_and(|head| {
-        head.api_version.as_deref() == Some(REVIEW_API_VERSION)
-            && head.kind.as_deref() == Some(REVIEW_KIND)
-    })
-}
-
-fn expected_review(body: &[u8]) -> String {
-    let head: Option<Value> = serde_json::from_slice(body).ok();
-    let field = |name: &str| {
-        head.as_ref()
-            .and_then(|h| h.get(name))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    format!(
-        "expected an AdmissionReview of admission.k8s.io/v1, got kind {:?} of apiVersion {:?}",
-        field("kind"),
-        field("apiVersion")
-    )
 }
 
 fn judge_request(
@@ -413,7 +395,7 @@ fn judge_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn active() -> ActiveConfig {
         ActiveConfig::default()

@@ -121,6 +121,25 @@ fn status_body(code: u16, reason: &str, message: &str) -> Value {
 
 type Reply = (u16, Value);
 
+fn not_found(key: &Key) -> Reply {
+    let (_, kind) = kind_of(&key.collection);
+    error(
+        404,
+        "NotFound",
+        format!("{kind} \"{}\" not found", key.name),
+    )
+}
+
+/// Whether `sent` names a resourceVersion other than the current one (a stale write).
+fn stale(sent: &Value, current: &Value) -> bool {
+    let rv = |v: &Value| {
+        v.pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    rv(sent).is_some_and(|sent| Some(sent) != rv(current))
+}
+
 fn error(code: u16, reason: &str, message: impl Into<String>) -> Reply {
     (code, status_body(code, reason, &message.into()))
 }
@@ -464,20 +483,9 @@ impl Store {
 
     fn replace(&mut self, key: Key, sub: Option<&str>, sent: Value, manager: &str) -> Reply {
         let Some(current) = self.objects.get(&key).cloned() else {
-            let (_, kind) = kind_of(&key.collection);
-            return error(
-                404,
-                "NotFound",
-                format!("{kind} \"{}\" not found", key.name),
-            );
+            return not_found(&key);
         };
-        let sent_rv = sent
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str);
-        let current_rv = current
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str);
-        if sent_rv.is_some() && sent_rv != current_rv {
+        if stale(&sent, &current) {
             return self.conflict(&key);
         }
         let mut object = match sub {
@@ -567,12 +575,7 @@ impl Store {
         });
         let Some(current) = self.objects.get(&key).cloned() else {
             if sub == Some("status") {
-                let (_, kind) = kind_of(&key.collection);
-                return error(
-                    404,
-                    "NotFound",
-                    format!("{kind} \"{}\" not found", key.name),
-                );
+                return not_found(&key);
             }
             let mut object = applied;
             self.stamp(&key, &mut object, None);
@@ -614,22 +617,9 @@ impl Store {
 
     fn patch_merge(&mut self, key: Key, patch: Value, manager: &str) -> Reply {
         let Some(current) = self.objects.get(&key).cloned() else {
-            let (_, kind) = kind_of(&key.collection);
-            return error(
-                404,
-                "NotFound",
-                format!("{kind} \"{}\" not found", key.name),
-            );
+            return not_found(&key);
         };
-        let sent_rv = patch
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str);
-        if sent_rv.is_some()
-            && sent_rv
-                != current
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-        {
+        if stale(&patch, &current) {
             return self.conflict(&key);
         }
         let mut object = current.clone();
@@ -647,14 +637,7 @@ impl Store {
                 self.notify(&key, "DELETED", &object);
                 (200, object)
             }
-            None => {
-                let (_, kind) = kind_of(&key.collection);
-                error(
-                    404,
-                    "NotFound",
-                    format!("{kind} \"{}\" not found", key.name),
-                )
-            }
+            None => not_found(&key),
         }
     }
 
@@ -836,14 +819,7 @@ impl FakeApi {
             (Method::GET, true) => store.list(&key, &query),
             (Method::GET, false) => match store.objects.get(&key) {
                 Some(object) => (200, object.clone()),
-                None => {
-                    let (_, kind) = kind_of(&key.collection);
-                    error(
-                        404,
-                        "NotFound",
-                        format!("{kind} \"{}\" not found", key.name),
-                    )
-                }
+                None => not_found(&key),
             },
             (Method::POST, true) => {
                 store.create(key, body, manager.as_deref().unwrap_or("unknown"))
