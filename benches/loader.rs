@@ -4,8 +4,10 @@
 //! - `yaml events`: what each maintained, permissively licensed YAML parser takes to emit its
 //!   events: saphyr-parser 0.3.3 (the loader's parser before, and the baseline of the speed
 //!   targets) and granit-parser 2.2 in strict mode (the loader's parser now);
-//! - `load`: the loader (events into the document tree, with positions), YAML and the same
-//!   document as JSON, beside serde_json building a `Value` of that JSON;
+//! - `load`: the loader into the document tree, with positions: YAML by the block reader
+//!   (the fast path, what `check` uses on this document), YAML by the full parser alone
+//!   (granit's events into the tree: what any document the block reader gives up on costs),
+//!   and the same document as JSON, beside serde_json building a `Value` of that JSON;
 //! - `check process`: the whole `asyncapi-guard check` process on the file, as CI runs it.
 //!
 //! yaml-rust2 (saphyr's ancestor, with its bugs) and libyaml-safer (69 failures of the YAML
@@ -18,7 +20,7 @@ mod generated;
 use std::process::Command;
 use std::time::Duration;
 
-use asyncapi_guard::engine::document::{self, Limits, value::to_json};
+use asyncapi_guard::engine::document::{self, Limits, value::to_json, yaml};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use generated::generated_v3;
 
@@ -66,8 +68,11 @@ fn parsers(c: &mut Criterion) {
 
     let mut load = c.benchmark_group("load, 1 MiB document");
     load.throughput(Throughput::Bytes(yaml.len() as u64));
-    load.bench_function("YAML into the tree", |b| {
-        b.iter(|| document::load(&yaml, &limits).unwrap().tree.len())
+    load.bench_function("YAML into the tree, block reader", |b| {
+        b.iter(|| yaml::parse_block(&yaml, &limits).unwrap().tree.len())
+    });
+    load.bench_function("YAML into the tree, full parser", |b| {
+        b.iter(|| yaml::parse_full(&yaml, &limits).unwrap().tree.len())
     });
     load.throughput(Throughput::Bytes(json.len() as u64));
     load.bench_function("JSON into the tree", |b| {

@@ -104,7 +104,7 @@ impl Children {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Value<'a> {
     Scalar {
         text: Cow<'a, str>,
@@ -116,14 +116,14 @@ pub enum Value<'a> {
 
 /// One key of a mapping. Keys are scalars; `key_at` is where the key is written, which is
 /// where a finding about the entry points (`servers.production` is reported at `production:`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry<'a> {
     pub key: Cow<'a, str>,
     pub key_at: Offset,
     pub value: NodeId,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Node<'a> {
     pub value: Value<'a>,
     pub at: Offset,
@@ -477,6 +477,45 @@ impl<'a> Stream<'a> {
     /// The root of each document.
     pub fn roots(&self) -> impl Iterator<Item = NodeRef<'_>> {
         self.documents.iter().map(|(root, _)| self.tree.node(*root))
+    }
+
+    /// The first way in which two streams differ (documents, nodes, kinds, texts, offsets,
+    /// heights, entries, items), or `None` when they are the same tree. Holds the YAML
+    /// block reader to the full parser in tests and in the differential fuzz target.
+    #[doc(hidden)]
+    pub fn difference(&self, other: &Stream<'_>) -> Option<String> {
+        if self.documents != other.documents {
+            return Some(format!(
+                "documents {:?} / {:?}",
+                self.documents, other.documents
+            ));
+        }
+        let (a, b) = (&self.tree, &other.tree);
+        if a.nodes.len() != b.nodes.len() {
+            return Some(format!("{} / {} nodes", a.nodes.len(), b.nodes.len()));
+        }
+        if let Some((i, (x, y))) = a
+            .nodes
+            .iter()
+            .zip(&b.nodes)
+            .enumerate()
+            .find(|(_, (x, y))| x != y)
+        {
+            return Some(format!("node {i}: {x:?} / {y:?}"));
+        }
+        if let Some((i, (x, y))) = a
+            .entries
+            .iter()
+            .zip(&b.entries)
+            .enumerate()
+            .find(|(_, (x, y))| x != y)
+        {
+            return Some(format!("entry {i}: {x:?} / {y:?}"));
+        }
+        if a.entries.len() != b.entries.len() || a.items != b.items {
+            return Some("entries or items differ".to_owned());
+        }
+        None
     }
 }
 

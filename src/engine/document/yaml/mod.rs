@@ -1,7 +1,9 @@
-//! YAML 1.2 into the document model, by `granit-parser` (see [`full`] for why it was chosen,
-//! and `benches/loader.rs` for the numbers). There is no fast path of our own beside it: a
-//! second reader would have to agree with the first on every input, positions included.
+//! YAML 1.2 into the document model. Two readers: [`block`], ours, for the block style
+//! AsyncAPI documents are written in, which gives up on anything else; and [`full`],
+//! `granit-parser` (see there for why it was chosen), which reads the rest and reports
+//! every error. `benches/loader.rs` has the numbers of both.
 
+mod block;
 mod full;
 mod schema;
 
@@ -11,6 +13,21 @@ use super::{Limits, LoadError, Stream};
 
 /// Parses a whole YAML stream (several documents share one tree).
 pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Stream<'a>, LoadError> {
+    match block::parse(text, limits) {
+        Some(stream) => Ok(stream),
+        None => full::parse(text, limits),
+    }
+}
+
+/// The block reader alone: `None` where it gives up. For the differential tests.
+#[doc(hidden)]
+pub fn parse_block<'a>(text: &'a str, limits: &Limits) -> Option<Stream<'a>> {
+    block::parse(text, limits)
+}
+
+/// The full parser alone. For the differential tests and the benchmark.
+#[doc(hidden)]
+pub fn parse_full<'a>(text: &'a str, limits: &Limits) -> Result<Stream<'a>, LoadError> {
     full::parse(text, limits)
 }
 
