@@ -30,8 +30,9 @@ type Read<T> = Result<T, Bail>;
 /// documents are the full parser's (which enforces the configured depth limit).
 const MAX_NESTING: usize = 96;
 
-/// YAML's limit on an implicit key, in characters; longer keys go to the full parser.
-const MAX_KEY: usize = 1024;
+/// YAML limits an implicit key, from its start to its colon, to 1024 characters; keys
+/// anywhere near that (counted in bytes, which are never fewer) go to the full parser.
+const MAX_KEY: usize = 1000;
 
 /// Reads `text` if it lies inside the subset; `None` sends it to the full parser.
 pub(super) fn parse<'a>(text: &'a str, limits: &Limits) -> Option<Stream<'a>> {
@@ -270,7 +271,10 @@ impl<'a> Reader<'a> {
             Some(quote @ (b'"' | b'\'')) => {
                 let (text, end) = self.quoted(at, quote, None)?;
                 let colon = self.spaces_from(end);
-                if self.byte(colon) != Some(b':') || !is_blank_or_end(self.byte(colon + 1)) {
+                if self.byte(colon) != Some(b':')
+                    || !is_blank_or_end(self.byte(colon + 1))
+                    || colon - at > MAX_KEY
+                {
                     return Err(Bail);
                 }
                 self.key_scalar(text, at)?;
@@ -284,7 +288,7 @@ impl<'a> Reader<'a> {
                 };
                 let text = self.str(at, end)?;
                 // A plain `<<` is a merge key: the full parser's.
-                if text == "<<" || end - at > MAX_KEY {
+                if text == "<<" || colon - at > MAX_KEY {
                     return Err(Bail);
                 }
                 self.key_scalar(Cow::Borrowed(text), at)?;
@@ -685,7 +689,10 @@ impl<'a> Reader<'a> {
         };
         let colon = self.spaces_from(end);
         // Only a quoted (JSON-like) key may have its value right after the colon.
-        if self.byte(colon) != Some(b':') || (plain && self.byte(colon + 1) != Some(b' ')) {
+        if self.byte(colon) != Some(b':')
+            || (plain && self.byte(colon + 1) != Some(b' '))
+            || colon - at > MAX_KEY
+        {
             return Err(Bail);
         }
         if text == "<<" {
@@ -901,6 +908,10 @@ mod tests {
             "a: 1\nb\n",
             "a: [x] y\n",
             "a: \"x\"#c\n",
+            // Implicit keys near YAML's 1024-character limit (a fuzzer's find).
+            &format!("\"{}\": 1\n", "k".repeat(1024)),
+            &format!("{}: 1\n", "k".repeat(1024)),
+            &format!("a: {{{}: 1}}\n", "k".repeat(1024)),
         ] {
             gives_up(text);
         }
