@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::admission::{self, Outcome, RequestOptions, Verdict};
 use crate::service::Shared;
@@ -181,6 +181,28 @@ async fn answer(
 }
 
 fn log(outcome: &Outcome, elapsed: Duration) {
+    // A clean "allowed" is most of the traffic (every GitOps re-sync) and says nothing a
+    // metric does not: it is logged at debug, as Gatekeeper and Kyverno do. Anything else
+    // (a denial, a warning, an audit finding, unreadable input) is logged at info.
+    if outcome.verdict == Verdict::Allowed
+        && outcome.findings.is_empty()
+        && outcome.reason.is_none()
+    {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            debug!(
+                uid = %outcome.uid,
+                kind = %outcome.kind,
+                namespace = %outcome.namespace,
+                name = %outcome.name,
+                operation = %outcome.operation,
+                dry_run = outcome.dry_run,
+                verdict = outcome.verdict.as_str(),
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "admission"
+            );
+        }
+        return;
+    }
     let findings: Vec<String> = outcome
         .findings
         .iter()
@@ -275,6 +297,44 @@ mod tests {
         assert_eq!(review["response"]["status"]["code"], 403);
         assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
         assert_eq!(review["kind"], "AdmissionReview");
+    }
+
+    /// A writer the test's subscriber logs into.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_clean_allow_is_logged_at_debug_and_a_denial_at_info() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        for name in ["configmap-create.json", "configmap-create-insecure.json"] {
+            post(
+                admission_router(state(), 1 << 20),
+                "/validate",
+                "application/json",
+                fixture(name),
+            )
+            .await;
+        }
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let admissions: Vec<&str> = logged.lines().filter(|l| l.contains("admission")).collect();
+        assert_eq!(admissions.len(), 1, "{logged}");
+        assert!(admissions[0].contains("denied"), "{logged}");
     }
 
     #[tokio::test]
