@@ -180,14 +180,15 @@ async fn answer(
     (StatusCode::OK, Json(review)).into_response()
 }
 
+/// A clean "allowed" is most of the traffic (every GitOps re-sync) and says nothing a
+/// metric does not: it is logged at debug, as Gatekeeper and Kyverno do. Anything else (a
+/// denial, a warning, an audit finding, unreadable input) is logged at info.
+fn routine(outcome: &Outcome) -> bool {
+    outcome.verdict == Verdict::Allowed && outcome.findings.is_empty() && outcome.reason.is_none()
+}
+
 fn log(outcome: &Outcome, elapsed: Duration) {
-    // A clean "allowed" is most of the traffic (every GitOps re-sync) and says nothing a
-    // metric does not: it is logged at debug, as Gatekeeper and Kyverno do. Anything else
-    // (a denial, a warning, an audit finding, unreadable input) is logged at info.
-    if outcome.verdict == Verdict::Allowed
-        && outcome.findings.is_empty()
-        && outcome.reason.is_none()
-    {
+    if routine(outcome) {
         if tracing::enabled!(tracing::Level::DEBUG) {
             debug!(
                 uid = %outcome.uid,
@@ -299,42 +300,30 @@ mod tests {
         assert_eq!(review["kind"], "AdmissionReview");
     }
 
-    /// A writer the test's subscriber logs into.
-    #[derive(Clone, Default)]
-    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[tokio::test]
-    async fn a_clean_allow_is_logged_at_debug_and_a_denial_at_info() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _guard = tracing::subscriber::set_default(subscriber);
-        for name in ["configmap-create.json", "configmap-create-insecure.json"] {
-            post(
-                admission_router(state(), 1 << 20),
-                "/validate",
-                "application/json",
-                fixture(name),
-            )
-            .await;
-        }
-        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let admissions: Vec<&str> = logged.lines().filter(|l| l.contains("admission")).collect();
-        assert_eq!(admissions.len(), 1, "{logged}");
-        assert!(admissions[0].contains("denied"), "{logged}");
+    #[test]
+    fn only_a_clean_allow_is_routine() {
+        let (_, invalid) = crate::webhook::admission::invalid("u", "not a review");
+        assert!(!routine(&invalid));
+        let clean = Outcome {
+            verdict: Verdict::Allowed,
+            reason: None,
+            findings: Vec::new(),
+            ..invalid.clone()
+        };
+        assert!(routine(&clean));
+        let denied = Outcome {
+            verdict: Verdict::Denied,
+            ..clean.clone()
+        };
+        assert!(!routine(&denied));
+        let warned = Outcome {
+            findings: vec![(
+                crate::engine::finding::RuleId::ServerSecurityMissing,
+                crate::engine::finding::Mode::Warn,
+            )],
+            ..clean
+        };
+        assert!(!routine(&warned));
     }
 
     #[tokio::test]

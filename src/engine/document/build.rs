@@ -7,7 +7,8 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::{
-    Children, Entry, Limits, LoadError, Node, NodeId, Offset, Pos, ScalarKind, Stream, Tree, Value,
+    Children, Entry, INDEXED, Limits, LoadError, Node, NodeId, Offset, Pos, ScalarKind, Stream,
+    Tree, Value,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,11 +68,15 @@ impl<'a> Builder<'a> {
             .max(limits.alias_floor);
         // Roughly one node per 12 bytes of typical YAML or JSON; avoids most regrowth.
         let nodes = text.len() / 12;
+        // Every entry has a colon: regrowing (copying, faulting in) the entries of a big
+        // document costs more than this count.
+        let entries = memchr::memchr_iter(b':', text.as_bytes()).count();
         Builder {
             text,
             tree: Tree {
                 nodes: Vec::with_capacity(nodes),
-                entries: Vec::with_capacity(nodes / 2),
+                entries: Vec::with_capacity(entries),
+                key_order: Vec::new(),
                 items: Vec::with_capacity(nodes / 8),
                 source: positions.then_some(text),
                 lines: Default::default(),
@@ -200,11 +205,21 @@ impl<'a> Builder<'a> {
                 Value::Seq(children(start, self.tree.items.len()))
             }
             Collection::Map => {
-                self.reject_duplicates(open.start)?;
+                let mut order = self.reject_duplicates(open.start)?;
+                let merged = !open.merges.is_empty();
                 for (merge, at) in open.merges {
                     size = size.saturating_add(self.merge_into(open.start, merge, at)?);
                 }
                 let start = self.tree.entries.len();
+                let len = self.open_entries.len() - open.start;
+                if len > INDEXED {
+                    if merged {
+                        order = key_order(&self.open_entries[open.start..]);
+                    }
+                    // Only big mappings are indexed; the others' places stay unused.
+                    self.tree.key_order.resize(start, 0);
+                    self.tree.key_order.extend(order);
+                }
                 self.tree
                     .entries
                     .extend(self.open_entries.drain(open.start..));
@@ -282,30 +297,31 @@ impl<'a> Builder<'a> {
         Ok(added)
     }
 
-    fn reject_duplicates(&self, start: usize) -> Result<(), LoadError> {
+    /// Refuses a key given twice; for a big mapping, returns its key order (see
+    /// [`Tree`]), which the check sorts for anyway.
+    fn reject_duplicates(&self, start: usize) -> Result<Vec<u32>, LoadError> {
         let entries = &self.open_entries[start..];
         let duplicate = |first: &Entry<'_>, second: &Entry<'_>| LoadError::DuplicateKey {
             key: second.key.to_string(),
             pos: self.pos(second.key_at),
             first_line: self.pos(first.key_at).line,
         };
-        if entries.len() <= 16 {
+        if entries.len() <= INDEXED {
             for (i, later) in entries.iter().enumerate() {
                 if let Some(first) = entries[..i].iter().find(|e| e.key == later.key) {
                     return Err(duplicate(first, later));
                 }
             }
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let mut order: Vec<usize> = (0..entries.len()).collect();
-        order.sort_unstable_by(|&a, &b| entries[a].key.cmp(&entries[b].key).then(a.cmp(&b)));
+        let order = key_order(entries);
         for pair in order.windows(2) {
-            let (first, second) = (&entries[pair[0]], &entries[pair[1]]);
+            let (first, second) = (&entries[pair[0] as usize], &entries[pair[1] as usize]);
             if first.key == second.key {
                 return Err(duplicate(first, second));
             }
         }
-        Ok(())
+        Ok(order)
     }
 
     fn push_node(&mut self, value: Value<'a>, at: Offset, size: u64, height: u32) -> NodeId {
@@ -376,6 +392,20 @@ impl<'a> Builder<'a> {
             documents: self.documents,
         })
     }
+}
+
+/// The positions of `entries` in key order (equal keys in the order they were written).
+fn key_order(entries: &[Entry<'_>]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..entries.len())
+        .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+        .collect();
+    order.sort_unstable_by(|&a, &b| {
+        entries[a as usize]
+            .key
+            .cmp(&entries[b as usize].key)
+            .then(a.cmp(&b))
+    });
+    order
 }
 
 fn children(start: usize, end: usize) -> Children {

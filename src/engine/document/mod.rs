@@ -20,6 +20,10 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fmt;
 
+/// Mappings with more entries than this are looked up by key order (see [`Tree`]);
+/// smaller ones by a scan, which is faster there.
+pub(crate) const INDEXED: usize = 16;
+
 /// A 1-based line and column (in characters) in the source text; `0` means the node has
 /// no source text (a document that reached us as a JSON value, such as a custom resource's
 /// `spec`).
@@ -137,6 +141,10 @@ pub struct Node<'a> {
 pub struct Tree<'a> {
     nodes: Vec<Node<'a>>,
     entries: Vec<Entry<'a>>,
+    /// For each mapping of more than [`INDEXED`] entries, at the same places as its
+    /// entries: their positions in key order, so a lookup is a binary search rather than a
+    /// scan (a document with thousands of channels resolves thousands of `$ref`s into them).
+    key_order: Vec<u32>,
     items: Vec<NodeId>,
     /// The text the offsets point into; `None` when positions are not to be shown.
     source: Option<&'a str>,
@@ -296,7 +304,22 @@ impl<'d> NodeRef<'d> {
     }
 
     pub fn entry(&self, key: &str) -> Option<&'d Entry<'d>> {
-        self.entries().iter().find(|e| e.key == key)
+        let entries = self.entries();
+        if entries.len() <= INDEXED {
+            return entries.iter().find(|e| e.key == key);
+        }
+        let Value::Map(children) = self.value() else {
+            return None;
+        };
+        let order = self.tree.key_order.get(children.range())?;
+        let found = order
+            .binary_search_by(|&i| {
+                entries
+                    .get(i as usize)
+                    .map_or(std::cmp::Ordering::Less, |e| e.key.as_ref().cmp(key))
+            })
+            .ok()?;
+        entries.get(order[found] as usize)
     }
 
     pub fn get(&self, key: &str) -> Option<NodeRef<'d>> {
@@ -607,6 +630,42 @@ mod tests {
             load(r#"{"a": 1, "a": 2}"#, &limits),
             Err(LoadError::DuplicateKey { .. })
         ));
+    }
+
+    #[test]
+    fn big_mappings_are_looked_up_by_key_order() {
+        let limits = Limits::default();
+        let keys: Vec<String> = (0..200).rev().map(|i| format!("k{i}")).collect();
+        let yaml: String = keys.iter().map(|k| format!("{k}: v{k}\n")).collect();
+        let json = format!(
+            "{{{}}}",
+            keys.iter()
+                .map(|k| format!("\"{k}\": \"v{k}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        // A merge into a big mapping: the order is made again with the merged keys.
+        let merged = format!(
+            "base: &b {{m1: x, m2: y}}\nbig:\n  <<: *b\n{}",
+            yaml.lines().map(|l| format!("  {l}\n")).collect::<String>()
+        );
+        for (text, path) in [(&yaml, None), (&json, None), (&merged, Some("big"))] {
+            let stream = load(text, &limits).unwrap();
+            let mut map = stream.roots().next().unwrap();
+            if let Some(key) = path {
+                map = map.get(key).unwrap();
+            }
+            for key in &keys {
+                assert_eq!(
+                    map.get(key).and_then(|n| n.scalar_text()),
+                    Some(format!("v{key}").as_str())
+                );
+            }
+            assert!(map.get("k200").is_none() && map.get("").is_none() && map.get("k").is_none());
+            if path.is_some() {
+                assert_eq!(map.get("m2").and_then(|n| n.scalar_text()), Some("y"));
+            }
+        }
     }
 
     #[test]
