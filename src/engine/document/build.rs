@@ -69,8 +69,11 @@ impl<'a> Builder<'a> {
         // Roughly one node per 12 bytes of typical YAML or JSON; avoids most regrowth.
         let nodes = text.len() / 12;
         // Every entry has a colon: regrowing (copying, faulting in) the entries of a big
-        // document costs more than this count.
-        let entries = memchr::memchr_iter(b':', text.as_bytes()).count();
+        // document costs more than this count. Capped like the nodes, so that a text of
+        // colons reserves no more than any other text of its size.
+        let entries = memchr::memchr_iter(b':', text.as_bytes())
+            .count()
+            .min(nodes);
         Builder {
             text,
             tree: Tree {
