@@ -365,7 +365,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A block sequence whose first `-` is at `dash`, in column `column`. An indentless
+    /// A block sequence whose first `-` is at `first_dash`, in column `column`. An indentless
     /// sequence (`key:` then `- item` at the key's column) starts, for the full parser,
     /// where its first item does.
     fn block_sequence(&mut self, column: usize, first_dash: usize, indentless: bool) -> Read<()> {
