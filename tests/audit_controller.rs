@@ -8,10 +8,7 @@ mod common;
 use std::time::Duration;
 
 use asyncapi_guard::audit::controller::{self, AuditSettings};
-use asyncapi_guard::audit::list;
-use asyncapi_guard::engine::Engine;
 use asyncapi_guard::engine::finding::Mode;
-use asyncapi_guard::kubernetes::extract::ExtractConfig;
 use asyncapi_guard::service::{Shared, Shutdown};
 use common::fake_api::{self, FakeApi};
 use serde_json::{Value, json};
@@ -63,15 +60,7 @@ fn cluster() -> FakeApi {
 #[tokio::test]
 async fn the_cli_audit_judges_each_namespace_as_admission_does() {
     let api = cluster();
-    let census = list::census(
-        &api.client("default"),
-        &Engine::default(),
-        &ExtractConfig::default(),
-        None,
-        100,
-    )
-    .await
-    .unwrap();
+    let census = api.census().await;
     assert!(census.skipped.is_empty(), "{:?}", census.skipped);
     let mut seen: Vec<(String, Mode, bool)> = census
         .audited
@@ -108,15 +97,7 @@ async fn the_cli_audit_judges_each_namespace_as_admission_does() {
 async fn without_permission_to_read_namespaces_the_cli_audit_says_so_and_uses_the_default_mode() {
     let api = cluster();
     api.fail_next(http::Method::GET, "/api/v1/namespaces", 403, "Forbidden");
-    let census = list::census(
-        &api.client("default"),
-        &Engine::default(),
-        &ExtractConfig::default(),
-        None,
-        100,
-    )
-    .await
-    .unwrap();
+    let census = api.census().await;
     assert!(
         census.skipped[0].starts_with("namespaces: ") && census.skipped[0].contains("default mode"),
         "{:?}",
@@ -169,6 +150,16 @@ impl Replica {
     }
 }
 
+/// Waits until the audit has reported on payments/orders (the fixture's non-compliant object).
+async fn wait_for_the_payments_event(api: &FakeApi) {
+    api.wait_for(
+        "the event on payments/orders",
+        Duration::from_secs(10),
+        |api| !events_about(api, "payments").is_empty(),
+    )
+    .await;
+}
+
 fn events_about(api: &FakeApi, namespace: &str) -> Vec<Value> {
     api.all(fake_api::EVENTS)
         .into_iter()
@@ -201,12 +192,7 @@ async fn hand_over() {
         holder(api).as_deref() == Some("replica-a")
     })
     .await;
-    api.wait_for(
-        "the event on payments/orders",
-        Duration::from_secs(10),
-        |api| !events_about(api, "payments").is_empty(),
-    )
-    .await;
+    wait_for_the_payments_event(&api).await;
     // Give the audit time to finish its pass over the other namespaces.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let payments = events_about(&api, "payments");
@@ -315,12 +301,7 @@ async fn reports_scenario() {
         },
     );
     // The audit works without the CRD (its Events are there), and writes no report.
-    api.wait_for(
-        "the event on payments/orders",
-        Duration::from_secs(10),
-        |api| !events_about(api, "payments").is_empty(),
-    )
-    .await;
+    wait_for_the_payments_event(&api).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(api.writes_to("openreports.io").is_empty());
 

@@ -6,10 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use asyncapi_guard::audit::list;
 use asyncapi_guard::audit::reports::{ObjectResults, render_stream, reports_of};
-use asyncapi_guard::engine::Engine;
-use asyncapi_guard::kubernetes::extract::ExtractConfig;
 use common::fake_api::{self, FakeApi};
 use serde_json::json;
 
@@ -62,18 +59,7 @@ fn openreports_validate_against_the_crd() {
                    "data": {"asyncapi.yaml": document}}),
         );
     }
-    let census = runtime
-        .block_on(async {
-            list::census(
-                &api.client("default"),
-                &Engine::default(),
-                &ExtractConfig::default(),
-                None,
-                100,
-            )
-            .await
-        })
-        .unwrap();
+    let census = runtime.block_on(api.census());
     let objects: Vec<ObjectResults> = census.audited.iter().map(ObjectResults::of).collect();
     let reports = reports_of(&objects);
     assert_eq!(reports.len(), 2);

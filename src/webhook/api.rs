@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
-use tracing::{debug, info};
+use tracing::info;
 
 use super::admission::{self, Outcome, RequestOptions, Verdict};
 use crate::service::Shared;
@@ -188,9 +188,16 @@ fn routine(outcome: &Outcome) -> bool {
 }
 
 fn log(outcome: &Outcome, elapsed: Duration) {
-    if routine(outcome) {
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            debug!(
+    let findings: Vec<String> = outcome
+        .findings
+        .iter()
+        .map(|(rule, mode)| format!("{rule}:{mode}"))
+        .collect();
+    // One line, at a level known when the macro is written (tracing needs a constant).
+    macro_rules! admission {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
                 uid = %outcome.uid,
                 kind = %outcome.kind,
                 namespace = %outcome.namespace,
@@ -198,30 +205,18 @@ fn log(outcome: &Outcome, elapsed: Duration) {
                 operation = %outcome.operation,
                 dry_run = outcome.dry_run,
                 verdict = outcome.verdict.as_str(),
+                findings = %findings.join(","),
+                reason = outcome.reason.as_deref().unwrap_or_default(),
                 duration_ms = elapsed.as_secs_f64() * 1000.0,
                 "admission"
-            );
-        }
+            )
+        };
+    }
+    if routine(outcome) {
+        admission!(tracing::Level::DEBUG);
         return;
     }
-    let findings: Vec<String> = outcome
-        .findings
-        .iter()
-        .map(|(rule, mode)| format!("{rule}:{mode}"))
-        .collect();
-    info!(
-        uid = %outcome.uid,
-        kind = %outcome.kind,
-        namespace = %outcome.namespace,
-        name = %outcome.name,
-        operation = %outcome.operation,
-        dry_run = outcome.dry_run,
-        verdict = outcome.verdict.as_str(),
-        findings = %findings.join(","),
-        reason = outcome.reason.as_deref().unwrap_or_default(),
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        "admission"
-    );
+    admission!(tracing::Level::INFO);
     if outcome.verdict == Verdict::Allowed
         && outcome
             .findings

@@ -737,6 +737,19 @@ impl FakeApi {
         FakeApi::default()
     }
 
+    /// The CLI audit's census of this cluster, with the default engine and extraction.
+    pub async fn census(&self) -> asyncapi_guard::audit::list::Census {
+        asyncapi_guard::audit::list::census(
+            &self.client("default"),
+            &asyncapi_guard::engine::Engine::default(),
+            &asyncapi_guard::kubernetes::extract::ExtractConfig::default(),
+            None,
+            100,
+        )
+        .await
+        .expect("the census of the fake cluster")
+    }
+
     /// A client of this API server whose default namespace is `namespace`.
     pub fn client(&self, namespace: &str) -> kube::Client {
         let api = self.clone();

@@ -507,39 +507,21 @@ impl<'a> Stream<'a> {
     /// block reader to the full parser in tests and in the differential fuzz target.
     #[doc(hidden)]
     pub fn difference(&self, other: &Stream<'_>) -> Option<String> {
-        if self.documents != other.documents {
-            return Some(format!(
-                "documents {:?} / {:?}",
-                self.documents, other.documents
-            ));
-        }
         let (a, b) = (&self.tree, &other.tree);
-        if a.nodes.len() != b.nodes.len() {
-            return Some(format!("{} / {} nodes", a.nodes.len(), b.nodes.len()));
-        }
-        if let Some((i, (x, y))) = a
-            .nodes
-            .iter()
-            .zip(&b.nodes)
-            .enumerate()
-            .find(|(_, (x, y))| x != y)
-        {
-            return Some(format!("node {i}: {x:?} / {y:?}"));
-        }
-        if let Some((i, (x, y))) = a
-            .entries
-            .iter()
-            .zip(&b.entries)
-            .enumerate()
-            .find(|(_, (x, y))| x != y)
-        {
-            return Some(format!("entry {i}: {x:?} / {y:?}"));
-        }
-        if a.entries.len() != b.entries.len() || a.items != b.items {
-            return Some("entries or items differ".to_owned());
-        }
-        None
+        first_difference("document", &self.documents, &other.documents)
+            .or_else(|| first_difference("node", &a.nodes, &b.nodes))
+            .or_else(|| first_difference("entry", &a.entries, &b.entries))
+            .or_else(|| first_difference("item", &a.items, &b.items))
     }
+}
+
+/// The first place where `a` and `b` differ, for [`Stream::difference`].
+fn first_difference<T: PartialEq + fmt::Debug>(what: &str, a: &[T], b: &[T]) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!("{} / {} {what}s", a.len(), b.len()));
+    }
+    let i = a.iter().zip(b).position(|(x, y)| x != y)?;
+    Some(format!("{what} {i}: {:?} / {:?}", a[i], b[i]))
 }
 
 /// Checks size and encoding, and drops a UTF-8 byte order mark. The size check comes

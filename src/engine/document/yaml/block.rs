@@ -332,6 +332,20 @@ impl<'a> Reader<'a> {
                     _ => self.scalar(Cow::Borrowed("~"), ScalarKind::Null, colon),
                 }
             }
+            Some(_) => self.node_on_line(column, at, None),
+        }
+    }
+
+    /// A node that starts on the line of its key or `-`, at `at`, in a collection at
+    /// `column`. A key there starts a mapping at `mapping_column` (the compact mapping of a
+    /// sequence item); where there is none (after a key), a key there is the full parser's.
+    fn node_on_line(
+        &mut self,
+        column: usize,
+        at: usize,
+        mapping_column: Option<usize>,
+    ) -> Read<()> {
+        match self.byte(at) {
             Some(b'|' | b'>') => self.block_scalar(column, at),
             Some(b'[' | b'{') => {
                 let end = self.flow_node(at)?;
@@ -339,14 +353,23 @@ impl<'a> Reader<'a> {
             }
             Some(quote @ (b'"' | b'\'')) => {
                 let (text, end) = self.quoted(at, quote, Some(column))?;
+                if let Some(mapping_column) = mapping_column
+                    && self.byte(self.spaces_from(end)) == Some(b':')
+                {
+                    // `- "key": value`: a mapping inside the item.
+                    return self.block_mapping(mapping_column, at);
+                }
                 self.scalar(text, ScalarKind::Str, at)?;
                 self.finish_line(end)
             }
-            Some(_) => {
+            _ => {
                 self.plain_start(at)?;
                 let (end, how) = self.plain_in_block(at);
                 if let PlainEnd::Key(_) = how {
-                    return Err(Bail);
+                    return match mapping_column {
+                        Some(mapping_column) => self.block_mapping(mapping_column, at),
+                        None => Err(Bail),
+                    };
                 }
                 let text = self.str(at, end)?;
                 self.scalar(Cow::Borrowed(text), plain_kind(text), at)?;
@@ -409,44 +432,15 @@ impl<'a> Reader<'a> {
             Some(b'#') => Err(Bail),
             None | Some(b'\n') => {
                 self.finish_line(dash + 1)?;
-                let saved = self.at;
                 match self.next_content()? {
                     Some((start, indent)) if indent > column => {
                         self.block_node(indent, start + indent)
                     }
-                    _ => {
-                        self.at = saved;
-                        self.scalar(Cow::Borrowed("~"), ScalarKind::Null, at)
-                    }
+                    _ => self.scalar(Cow::Borrowed("~"), ScalarKind::Null, at),
                 }
             }
             Some(b'-') if is_blank_or_end(self.byte(at + 1)) => Err(Bail),
-            Some(b'|' | b'>') => self.block_scalar(column, at),
-            Some(b'[' | b'{') => {
-                let end = self.flow_node(at)?;
-                self.finish_line(end)
-            }
-            Some(quote @ (b'"' | b'\'')) => {
-                let (text, end) = self.quoted(at, quote, Some(column))?;
-                let after = self.spaces_from(end);
-                if self.byte(after) == Some(b':') {
-                    // `- "key": value`: a mapping inside the item.
-                    return self.block_mapping(column + (at - dash), at);
-                }
-                self.scalar(text, ScalarKind::Str, at)?;
-                self.finish_line(end)
-            }
-            Some(_) => {
-                self.plain_start(at)?;
-                let (end, how) = self.plain_in_block(at);
-                if let PlainEnd::Key(_) = how {
-                    return self.block_mapping(column + (at - dash), at);
-                }
-                let text = self.str(at, end)?;
-                self.scalar(Cow::Borrowed(text), plain_kind(text), at)?;
-                self.finish_line(end)?;
-                self.no_continuation(column)
-            }
+            Some(_) => self.node_on_line(column, at, Some(column + (at - dash))),
         }
     }
 
