@@ -1,18 +1,16 @@
 //! One AdmissionReview in, one out. Pure: no I/O, no clock, so the whole admission
 //! contract is unit-testable; the HTTP handler in `api` only adds transport.
 
-use std::borrow::Cow;
-
 use kube::core::admission::{AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::Status;
 use kube::core::{DynamicObject, GroupVersionKind, TypeMeta};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::engine::Overrides;
-use crate::engine::document::json;
+use crate::engine::document::{Limits, NodeRef, ScalarKind, Value, json};
 use crate::engine::finding::{Mode, RuleId};
 use crate::engine::memo::Lookup;
+use crate::engine::{Engine, Overrides};
 use crate::kubernetes::extract::ObjectId;
 use crate::kubernetes::{judge_object, metadata_of, object_limits};
 use crate::report::admission::{Judged, audit_annotations, denial_message, warnings};
@@ -171,14 +169,10 @@ pub fn failed(uid: &str, reason: &str) -> (AdmissionReview<DynamicObject>, Outco
     (response.into_review(), outcome)
 }
 
-/// What any JSON body says of itself, whatever the rest holds (skipped unbuilt): for
-/// answers about requests that could not be judged.
+/// The request of any JSON body, whatever the rest holds (skipped unbuilt): for the uid
+/// of a request that could not be read or judged.
 #[derive(Deserialize)]
 struct Head<'a> {
-    #[serde(rename = "apiVersion", borrow, default)]
-    api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     request: Option<&'a RawValue>,
 }
@@ -213,40 +207,99 @@ fn not_a_review(kind: Option<&str>, api_version: Option<&str>) -> Option<String>
     })
 }
 
-/// An AdmissionReview as the API server sends it, read once: what the handler needs is
-/// decoded, the object is kept as raw JSON for the engine's own reader, and everything else
-/// (`oldObject`, `userInfo`, ...) is skipped without being built.
-#[derive(Deserialize)]
-struct WireReview<'a> {
-    #[serde(rename = "apiVersion", borrow, default)]
-    api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    request: Option<WireRequest<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireRequest<'a> {
-    #[serde(default)]
+/// The request of an AdmissionReview, as the handler needs it, read from the review's tree.
+struct WireRequest<'t> {
     uid: String,
     kind: GroupVersionKind,
-    #[serde(default)]
     namespace: Option<String>,
-    #[serde(default)]
     name: String,
     operation: Operation,
-    #[serde(default)]
     sub_resource: Option<String>,
-    #[serde(default)]
     dry_run: bool,
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
+    object: Option<NodeRef<'t>>,
+}
+
+impl<'t> WireRequest<'t> {
+    /// Reads `request`, saying which member is wrong when one is.
+    fn read(request: NodeRef<'t>) -> Result<Self, String> {
+        let kind = request.get("kind").ok_or("request.kind is missing")?;
+        let operation = match string_member(request, "request", "operation")? {
+            Some("CREATE") => Operation::Create,
+            Some("UPDATE") => Operation::Update,
+            Some("DELETE") => Operation::Delete,
+            Some("CONNECT") => Operation::Connect,
+            Some(other) => {
+                return Err(format!(
+                    "request.operation {other:?} is none of CREATE, UPDATE, DELETE, CONNECT"
+                ));
+            }
+            None => return Err("request.operation is missing".to_owned()),
+        };
+        let kind_member = |name: &str| -> Result<String, String> {
+            string_member(kind, "request.kind", name)?
+                .map(str::to_owned)
+                .ok_or_else(|| format!("request.kind.{name} is missing"))
+        };
+        Ok(WireRequest {
+            uid: string_member(request, "request", "uid")?
+                .unwrap_or_default()
+                .to_owned(),
+            kind: GroupVersionKind {
+                group: kind_member("group")?,
+                version: kind_member("version")?,
+                kind: kind_member("kind")?,
+            },
+            namespace: string_member(request, "request", "namespace")?.map(str::to_owned),
+            name: string_member(request, "request", "name")?
+                .unwrap_or_default()
+                .to_owned(),
+            operation,
+            sub_resource: string_member(request, "request", "subResource")?.map(str::to_owned),
+            dry_run: match request.get("dryRun") {
+                None => false,
+                Some(flag) if flag.is_null() => false,
+                Some(flag) => match flag.value() {
+                    Value::Scalar {
+                        kind: ScalarKind::Bool,
+                        text,
+                    } => text == "true",
+                    _ => return Err(format!("request.dryRun is {}", flag.type_name())),
+                },
+            },
+            object: request.get("object").filter(|o| !o.is_null()),
+        })
+    }
+}
+
+/// A string member of `object` (which `path` names, for the message): `None` when absent
+/// or null, an error when not a string.
+fn string_member<'t>(
+    object: NodeRef<'t>,
+    path: &str,
+    name: &str,
+) -> Result<Option<&'t str>, String> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(member) if member.is_null() => Ok(None),
+        Some(member) => member
+            .as_str()
+            .map(Some)
+            .ok_or_else(|| format!("{path}.{name} is {}, not a string", member.type_name())),
+    }
 }
 
 const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
 const REVIEW_KIND: &str = "AdmissionReview";
+
+/// How the review is read: as an object is (see [`object_limits`]), two levels deeper for
+/// the review and its request around the object.
+fn review_limits(engine: &Engine) -> Limits {
+    let limits = object_limits(engine);
+    Limits {
+        max_depth: limits.max_depth + 2,
+        ..limits
+    }
+}
 
 /// An allowing response to the request `uid`, as `AdmissionResponse::from(&request)` makes.
 fn allowing(uid: &str) -> AdmissionResponse {
@@ -267,31 +320,47 @@ pub fn review(
     body: &[u8],
     options: &RequestOptions,
 ) -> (AdmissionReview<DynamicObject>, Outcome) {
-    let wire: WireReview<'_> = match serde_json::from_slice(body) {
-        Ok(wire) => wire,
-        // Only on this error path is the body read again: what it says of itself, and the
-        // uid to echo.
+    // The whole body is read once, by the engine's own JSON reader: iterative, so the
+    // configured depth limit is the one that applies to a custom resource (serde_json's
+    // recursion limit would cap it at ~128), and the object's documents are borrowed
+    // from the body where they have no escapes. `oldObject` is stepped over unbuilt:
+    // what was there before is not judged.
+    let limits = review_limits(&active.engine);
+    let Ok(text) = std::str::from_utf8(body) else {
+        return invalid(
+            &uid_of(body),
+            "the request body is not JSON: it is not UTF-8",
+        );
+    };
+    let stream = match json::parse_skipping(text, &limits, false, &["request", "oldObject"]) {
+        Ok(stream) => stream,
+        // Only on this error path is the body read again, for the uid to echo.
         Err(e) => {
-            return match serde_json::from_slice::<Head<'_>>(body) {
-                Err(e) => invalid("", &format!("the request body is not JSON: {e}")),
-                Ok(head) => {
-                    let why = not_a_review(head.kind.as_deref(), head.api_version.as_deref())
-                        .unwrap_or_else(|| format!("the AdmissionReview cannot be read: {e}"));
-                    invalid(&head.uid(), &why)
-                }
-            };
+            return invalid(
+                &uid_of(body),
+                &format!("the request body cannot be read: {e}"),
+            );
         }
     };
-    let uid = wire
-        .request
-        .as_ref()
-        .map(|r| r.uid.clone())
+    let Some(root) = stream.roots().next().filter(|root| root.is_map()) else {
+        return invalid("", &not_a_review(None, None).unwrap_or_default());
+    };
+    let request = root.get("request").filter(|r| r.is_map());
+    let uid = request
+        .and_then(|r| string_member(r, "request", "uid").ok().flatten())
         .unwrap_or_default();
-    if let Some(why) = not_a_review(wire.kind.as_deref(), wire.api_version.as_deref()) {
-        return invalid(&uid, &why);
+    let header = |name| string_member(root, "", name).ok().flatten();
+    if let Some(why) = not_a_review(header("kind"), header("apiVersion")) {
+        return invalid(uid, &why);
     }
-    let Some(request) = wire.request else {
-        return invalid(&uid, "the AdmissionReview has no request");
+    let Some(request) = request else {
+        return invalid(uid, "the AdmissionReview has no request");
+    };
+    let request = match WireRequest::read(request) {
+        Ok(request) => request,
+        Err(why) => {
+            return invalid(uid, &format!("the AdmissionReview cannot be read: {why}"));
+        }
     };
     judge_request(active, &request, options)
 }
@@ -328,18 +397,10 @@ fn judge_request(
             &format!("{} request without an object", outcome.operation),
         );
     };
-    // The engine's own JSON reader: iterative, so the configured depth limit is the one
-    // that applies (serde_json's recursion limit would cap custom-resource specs at ~128).
-    let engine = &active.engine;
-    let stream = match json::parse(object.get(), &object_limits(engine), false) {
-        Ok(stream) => stream,
-        Err(e) => {
-            return invalid(&request.uid, &format!("the object cannot be read: {e}"));
-        }
-    };
-    let Some(body) = stream.roots().next().filter(|root| root.is_map()) else {
+    if !object.is_map() {
         return invalid(&request.uid, "the object is not a JSON object");
-    };
+    }
+    let body = object;
     let metadata = match metadata_of(body) {
         Ok(metadata) => metadata,
         Err(why) => return invalid(&request.uid, &format!("the object cannot be read: {why}")),
@@ -357,7 +418,7 @@ fn judge_request(
         name,
     };
     let documents = judge_object(
-        engine,
+        &active.engine,
         Some(&active.memo),
         &id,
         &metadata,
@@ -584,6 +645,47 @@ mod tests {
         );
         assert_eq!(response(&answer).uid, "u-1");
         assert!(!response(&answer).allowed);
+    }
+
+    #[test]
+    fn the_old_object_is_not_read_and_request_members_are_checked() {
+        let mut update: Value =
+            serde_json::from_slice(&config_map_review("UPDATE", SECURE)).unwrap();
+        // Deeper than any limit and with a key twice: never built, so never in the way.
+        let deep = "[".repeat(5_000) + &"]".repeat(5_000);
+        update["request"]["oldObject"] = json!("placeholder");
+        let body = serde_json::to_string(&update)
+            .unwrap()
+            .replace("\"placeholder\"", &deep);
+        let (answer, outcome) = review(&active(), body.as_bytes(), &RequestOptions::default());
+        assert!(response(&answer).allowed, "{:?}", response(&answer).result);
+        assert_eq!(outcome.verdict, Verdict::Allowed);
+        let body = body.replace(&deep, r#"{"a": 1, "a": 2}"#);
+        let (answer, _) = review(&active(), body.as_bytes(), &RequestOptions::default());
+        assert!(response(&answer).allowed);
+
+        for (member, value, says) in [
+            ("operation", json!("PATCH"), "request.operation \"PATCH\""),
+            ("operation", json!(null), "request.operation is missing"),
+            ("dryRun", json!("yes"), "request.dryRun is a string"),
+            ("uid", json!(7), "request.uid is a number, not a string"),
+            (
+                "kind",
+                json!({"group": "", "kind": "ConfigMap"}),
+                "request.kind.version",
+            ),
+        ] {
+            let mut wrong = update.clone();
+            wrong["request"][member] = value;
+            let (answer, outcome) = review(
+                &active(),
+                &serde_json::to_vec(&wrong).unwrap(),
+                &RequestOptions::default(),
+            );
+            let message = &response(&answer).result.message;
+            assert_eq!(outcome.verdict, Verdict::Invalid, "{member}");
+            assert!(message.contains(says), "{member}: {message}");
+        }
     }
 
     #[test]

@@ -158,6 +158,11 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// The key waiting for its value in the innermost mapping, if any.
+    pub(crate) fn pending_key(&self) -> Option<&str> {
+        self.stack.last()?.key.as_ref().map(|k| k.text.as_ref())
+    }
+
     fn set_key(&mut self, pending: PendingKey<'a>) {
         if let Some(open) = self.stack.last_mut() {
             open.key = Some(pending);

@@ -22,6 +22,19 @@ pub fn may_be_json(text: &str) -> bool {
 /// Parses a JSON text. `positions` says whether the tree shows line and column (a custom
 /// resource's JSON, which nobody wrote line by line, does not).
 pub fn parse<'a>(text: &'a str, limits: &Limits, positions: bool) -> Result<Stream<'a>, LoadError> {
+    parse_skipping(text, limits, positions, &[])
+}
+
+/// [`parse`], except that the member at `skip` (member names from the root object, such
+/// as `["request", "oldObject"]`) is stepped over without being built: it is not in the
+/// tree. It is read only as far as finding its end takes (strings and brackets), so a
+/// malformed literal inside it is not reported; what is skipped is never judged.
+pub fn parse_skipping<'a>(
+    text: &'a str,
+    limits: &Limits,
+    positions: bool,
+    skip: &[&str],
+) -> Result<Stream<'a>, LoadError> {
     if text.len() > limits.max_bytes {
         return Err(LoadError::TooLarge {
             size: text.len(),
@@ -35,16 +48,46 @@ pub fn parse<'a>(text: &'a str, limits: &Limits, positions: bool) -> Result<Stre
         builder: Builder::new(text, positions, limits),
         objects: Vec::new(),
         positions,
+        skip,
+        on_skip_path: 0,
     };
     parser.document()?;
     parser.builder.finish()
+}
+
+/// The first quote, backslash or control character at or after `from`: eight bytes at a
+/// time (a vector search per run costs more than the run when runs are a line long).
+fn special_byte(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero_in = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + 8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // Bytes below 0x20, equal to '"', equal to '\\'. The lowest flagged byte is exact
+        // (the borrow that can flag a byte wrongly only runs upwards from a true match).
+        let found = (x.wrapping_sub(ONES * 0x20) & !x & HIGHS)
+            | zero_in(x ^ (ONES * u64::from(b'"')))
+            | zero_in(x ^ (ONES * u64::from(b'\\')));
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    bytes
+        .get(at..)?
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|i| at + i)
 }
 
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-struct JsonParser<'a> {
+struct JsonParser<'a, 's> {
     text: &'a str,
     bytes: &'a [u8],
     i: usize,
@@ -52,9 +95,22 @@ struct JsonParser<'a> {
     /// Per open container: whether it is an object.
     objects: Vec<bool>,
     positions: bool,
+    /// The member not to build (see [`parse_skipping`]); empty for none.
+    skip: &'s [&'s str],
+    /// How many of the open containers, from the root, lie on the path to `skip`.
+    on_skip_path: usize,
 }
 
-impl<'a> JsonParser<'a> {
+/// What reading a member name found.
+#[derive(PartialEq, Eq)]
+enum Member {
+    /// A name and its colon: its value comes next.
+    Named,
+    /// Skipped members, then no further member: the object ends next.
+    NoMore,
+}
+
+impl<'a> JsonParser<'a, '_> {
     fn error(&self, at: usize, message: impl Into<String>) -> LoadError {
         LoadError::Syntax {
             syntax: Syntax::Json,
@@ -90,15 +146,13 @@ impl<'a> JsonParser<'a> {
             let offset = Offset::new(at);
             match self.peek() {
                 Some(b'{') => {
-                    self.builder.open(Collection::Map, offset, 0)?;
-                    self.objects.push(true);
+                    self.open_object(offset)?;
                     self.i += 1;
                     self.skip_ws();
                     if self.peek() == Some(b'}') {
                         self.i += 1;
                         self.end_container()?;
-                    } else {
-                        self.key()?;
+                    } else if self.key()? == Member::Named {
                         continue;
                     }
                 }
@@ -137,8 +191,9 @@ impl<'a> JsonParser<'a> {
                     }
                     (Some(true), Some(b',')) => {
                         self.i += 1;
-                        self.key()?;
-                        break;
+                        if self.key()? == Member::Named {
+                            break;
+                        }
                     }
                     (Some(false), Some(b',')) => {
                         self.i += 1;
@@ -159,27 +214,108 @@ impl<'a> JsonParser<'a> {
         }
     }
 
+    fn open_object(&mut self, at: Offset) -> Result<(), LoadError> {
+        // An object is on the path to the skipped member if its parent is and its own name
+        // is the next name of the path (the root object always is).
+        let depth = self.objects.len();
+        if !self.skip.is_empty()
+            && self.on_skip_path == depth
+            && (depth == 0 || self.builder.pending_key() == self.skip.get(depth - 1).copied())
+        {
+            self.on_skip_path += 1;
+        }
+        self.builder.open(Collection::Map, at, 0)?;
+        self.objects.push(true);
+        Ok(())
+    }
+
     fn end_container(&mut self) -> Result<(), LoadError> {
         self.objects.pop();
+        self.on_skip_path = self.on_skip_path.min(self.objects.len());
         self.builder.close()
     }
 
-    /// A member's name and the colon after it.
-    fn key(&mut self) -> Result<(), LoadError> {
+    /// A member's name and the colon after it; a member to skip is stepped over with its
+    /// value, and the next member's name read instead, if there is one.
+    fn key(&mut self) -> Result<Member, LoadError> {
+        loop {
+            self.skip_ws();
+            let at = self.i;
+            if self.peek() != Some(b'"') {
+                return Err(self.error(at, "expected a member name in double quotes"));
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(self.error(self.i, "expected ':' after a member name"));
+            }
+            self.i += 1;
+            let depth = self.objects.len();
+            let skipped = depth == self.skip.len()
+                && self.on_skip_path == depth
+                && self.skip.last() == Some(&key.as_ref());
+            if !skipped {
+                self.builder
+                    .scalar(key, ScalarKind::Str, Offset::new(at), 0, false)?;
+                return Ok(Member::Named);
+            }
+            self.skip_value()?;
+            self.skip_ws();
+            if self.peek() != Some(b',') {
+                return Ok(Member::NoMore);
+            }
+            self.i += 1;
+        }
+    }
+
+    /// Steps over one value, finding its end by its strings and brackets alone.
+    fn skip_value(&mut self) -> Result<(), LoadError> {
         self.skip_ws();
         let at = self.i;
-        if self.peek() != Some(b'"') {
-            return Err(self.error(at, "expected a member name in double quotes"));
+        if matches!(self.peek(), None | Some(b',' | b'}' | b']')) {
+            return Err(self.error(at, "expected a value"));
         }
-        let key = self.string()?;
-        self.builder
-            .scalar(key, ScalarKind::Str, Offset::new(at), 0, false)?;
-        self.skip_ws();
-        if self.peek() != Some(b':') {
-            return Err(self.error(self.i, "expected ':' after a member name"));
+        let mut depth = 0usize;
+        while let Some(b) = self.peek() {
+            match b {
+                b'"' => {
+                    let mut from = self.i + 1;
+                    loop {
+                        let Some(len) = memchr::memchr2(b'"', b'\\', &self.bytes[from..]) else {
+                            return Err(self.error(self.i, "unterminated string"));
+                        };
+                        if self.bytes[from + len] == b'"' {
+                            self.i = from + len + 1;
+                            break;
+                        }
+                        from += len + 2;
+                        if from > self.bytes.len() {
+                            return Err(self.error(self.i, "unterminated string"));
+                        }
+                    }
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' | b',' if depth == 0 => return Ok(()),
+                b'}' | b']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.i += 1;
+                        return Ok(());
+                    }
+                }
+                _ => {}
+            }
+            self.i += 1;
         }
-        self.i += 1;
-        Ok(())
+        if depth == 0 {
+            Ok(())
+        } else {
+            Err(self.error(at, "unexpected end of input in a skipped value"))
+        }
     }
 
     fn literal(&mut self, word: &str, kind: ScalarKind) -> Result<(), LoadError> {
@@ -246,26 +382,17 @@ impl<'a> JsonParser<'a> {
     /// A string, at its opening quote. Borrowed from the text unless it has escapes.
     fn string(&mut self) -> Result<Cow<'a, str>, LoadError> {
         let start = self.i + 1;
-        let Some(len) = memchr::memchr2(b'"', b'\\', &self.bytes[start..]) else {
+        let Some(end) = special_byte(self.bytes, start) else {
             return Err(self.error(self.i, "unterminated string"));
         };
-        let end = start + len;
-        self.check_no_controls(start, end)?;
-        if self.bytes[end] == b'"' {
-            self.i = end + 1;
-            return Ok(Cow::Borrowed(&self.text[start..end]));
+        match self.bytes[end] {
+            b'"' => {
+                self.i = end + 1;
+                Ok(Cow::Borrowed(&self.text[start..end]))
+            }
+            b'\\' => self.escaped_string(start, end),
+            _ => Err(self.error(end, "control character in a string: escape it")),
         }
-        self.escaped_string(start, end)
-    }
-
-    fn check_no_controls(&self, start: usize, end: usize) -> Result<(), LoadError> {
-        let span = &self.bytes[start..end];
-        // A branch-free scan first (it vectorises); the position only when it matters.
-        if span.iter().fold(false, |any, &b| any | (b < 0x20)) {
-            let at = start + span.iter().position(|&b| b < 0x20).unwrap_or(0);
-            return Err(self.error(at, "control character in a string: escape it"));
-        }
-        Ok(())
     }
 
     /// The rest of a string that has an escape at `escape`.
@@ -296,11 +423,14 @@ impl<'a> JsonParser<'a> {
                 }
                 _ => return Err(self.error(escape, "invalid escape in a string")),
             }
-            let Some(len) = memchr::memchr2(b'"', b'\\', &self.bytes[next..]) else {
+            // Escaped strings are mostly short runs between escapes (a document's lines
+            // between `\n`s): one pass finds the end of a run and any control in it.
+            let Some(end) = special_byte(self.bytes, next) else {
                 return Err(self.error(start - 1, "unterminated string"));
             };
-            let end = next + len;
-            self.check_no_controls(next, end)?;
+            if self.bytes[end] < 0x20 {
+                return Err(self.error(end, "control character in a string: escape it"));
+            }
             out.push_str(&self.text[next..end]);
             if self.bytes[end] == b'"' {
                 self.i = end + 1;
@@ -454,6 +584,86 @@ mod tests {
             ..Limits::default()
         };
         assert!(parse(&deep, &limits, true).is_ok());
+    }
+
+    #[test]
+    fn special_bytes_are_found_exactly() {
+        let naive = |bytes: &[u8], from: usize| {
+            (from..bytes.len()).find(|&i| matches!(bytes[i], b'"' | b'\\' | 0..=0x1f))
+        };
+        // Every special byte at every place of a 20-byte run, after every other byte.
+        for special in [b'"', b'\\', 0x00, 0x0a, 0x1f] {
+            for before in 0..=255u8 {
+                for place in 0..20 {
+                    let mut bytes = vec![before; 20];
+                    bytes[place] = special;
+                    for from in [0, 1, 7, 8, 9] {
+                        assert_eq!(
+                            special_byte(&bytes, from),
+                            naive(&bytes, from),
+                            "{special} after {before} at {place} from {from}"
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(special_byte(b"abc", 0), None);
+        assert_eq!(special_byte(b"abc", 5), None);
+        assert_eq!(special_byte("é\"".as_bytes(), 0), Some(2));
+    }
+
+    #[test]
+    fn the_skipped_member_is_stepped_over_unbuilt() {
+        let skip = ["request", "oldObject"];
+        let read = |text: &str| {
+            let stream = parse_skipping(text, &Limits::default(), true, &skip).unwrap();
+            crate::engine::document::value::to_json(stream.roots().next().unwrap(), 100).unwrap()
+        };
+        // Strings holding brackets, quotes and backslashes; nested containers; scalars; the
+        // member first, last, alone; its name elsewhere is an ordinary member.
+        let old = r#"{"a": ["}", "\"", "\\", {"b": [1, {"c": null}]}], "d": "]"}"#;
+        assert_eq!(
+            read(&format!(
+                r#"{{"request": {{"oldObject": {old}, "uid": "u"}}, "oldObject": 1}}"#
+            )),
+            serde_json::json!({"request": {"uid": "u"}, "oldObject": 1})
+        );
+        assert_eq!(
+            read(r#"{"request": {"uid": "u", "oldObject": null}}"#),
+            serde_json::json!({"request": {"uid": "u"}})
+        );
+        assert_eq!(
+            read(r#"{"request": {"oldObject": "x"}}"#),
+            serde_json::json!({"request": {}})
+        );
+        assert_eq!(
+            read(r#"{"request": {"object": {"oldObject": 2}, "oldObject": [1, 2]}}"#),
+            serde_json::json!({"request": {"object": {"oldObject": 2}}})
+        );
+        assert_eq!(
+            read(r#"[{"request": {"oldObject": 3}}]"#),
+            serde_json::json!([{"request": {"oldObject": 3}}])
+        );
+        // What is skipped is not held to the limits or to unique keys.
+        let deep = "[".repeat(500) + &"]".repeat(500);
+        assert_eq!(
+            read(&format!(
+                r#"{{"request": {{"oldObject": {deep}, "x": {{"k": 1, "j": 2}}}}}}"#
+            )),
+            serde_json::json!({"request": {"x": {"k": 1, "j": 2}}})
+        );
+        for text in [
+            r#"{"request": {"oldObject": }}"#,
+            r#"{"request": {"oldObject": "abc}}"#,
+            r#"{"request": {"oldObject": [1, 2}"#,
+            r#"{"request": {"oldObject": 1,}}"#,
+            r#"{"request": {"oldObject": 1 "uid": "u"}}"#,
+        ] {
+            assert!(
+                parse_skipping(text, &Limits::default(), true, &skip).is_err(),
+                "{text}"
+            );
+        }
     }
 
     #[test]
