@@ -5,10 +5,8 @@
 //! server reached through `$ref` is checked where its definition is), so a requirement is
 //! reported once however many references lead to it.
 
-use std::collections::HashSet;
-
 use super::document::pointer::{self, Located, Reference};
-use super::document::{NodeId, NodeRef};
+use super::document::{NodeRef, NodeSet};
 use super::production::ProductionSelector;
 use super::refs::{self, Target, Unresolved};
 use super::version::SpecVersion;
@@ -104,14 +102,18 @@ impl<'d> Analysis<'d> {
     ) -> Self {
         let top = Located::root(root);
         let components = top.child("components");
+        // Sized up front: a document with thousands of operations would otherwise regrow
+        // (copy and fault in) these lists a dozen times.
+        let count = |name: &str| top.child(name).map_or(0, |m| m.node.entries().len());
+        let (servers, operations) = (count("servers"), count("operations").max(count("channels")));
         let mut analysis = Analysis {
             root,
             version,
-            servers: Vec::new(),
-            sites: Vec::new(),
+            servers: Vec::with_capacity(servers),
+            sites: Vec::with_capacity(servers + operations),
             uses: Vec::new(),
         };
-        let mut seen = HashSet::new();
+        let mut seen = NodeSet::new(root.tree());
 
         if let Some(servers) = top.child("servers") {
             for (key, entry) in servers.children() {
@@ -162,7 +164,7 @@ impl<'d> Analysis<'d> {
         }
 
         let schemes = component("securitySchemes");
-        let mut uses = Vec::new();
+        let mut uses = Vec::with_capacity(analysis.sites.len());
         for site in &analysis.sites {
             let Some(security) = site.object.child("security") else {
                 continue;
@@ -229,13 +231,13 @@ impl<'d> Analysis<'d> {
             })
     }
 
-    fn add_site(&mut self, seen: &mut HashSet<NodeId>, object: Located<'d>) {
+    fn add_site(&mut self, seen: &mut NodeSet, object: Located<'d>) {
         if object.node.is_map() && seen.insert(object.node.id()) {
             self.sites.push(SecuritySite { object });
         }
     }
 
-    fn add_resolved_site(&mut self, seen: &mut HashSet<NodeId>, entry: Located<'d>) {
+    fn add_resolved_site(&mut self, seen: &mut NodeSet, entry: Located<'d>) {
         // References that leave the document, or lead nowhere, are not judged here
         // (POLICY.md: "other external server or operation references are not judged").
         if let Target::Node(object) = refs::follow(self.root, entry) {
@@ -244,7 +246,7 @@ impl<'d> Analysis<'d> {
     }
 
     /// An operation and the traits it applies, inline or by `$ref`.
-    fn add_operation(&mut self, seen: &mut HashSet<NodeId>, entry: Located<'d>) {
+    fn add_operation(&mut self, seen: &mut NodeSet, entry: Located<'d>) {
         let Target::Node(operation) = refs::follow(self.root, entry) else {
             return;
         };
@@ -327,10 +329,7 @@ fn resolve_v3<'d>(root: NodeRef<'d>, item: Located<'d>) -> SchemeUse<'d> {
             Reference::Local(ptr) => {
                 let undefined =
                     |problem| Resolution::Undefined(Undefined::Reference { reference, problem });
-                let under_schemes = pointer::tokens(&ptr).is_some_and(|t| {
-                    t.len() == 3 && t[0] == "components" && t[1] == "securitySchemes"
-                });
-                if !under_schemes {
+                if !pointer::names_member_of(&ptr, &["components", "securitySchemes"]) {
                     undefined(RefProblem::OutsideSchemes)
                 } else {
                     match pointer::resolve(root, &ptr) {

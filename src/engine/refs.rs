@@ -26,18 +26,21 @@ const MAX_HOPS: usize = 64;
 /// Follows `$ref`s from `start` until a node that is not a Reference Object.
 pub fn follow<'d>(root: NodeRef<'d>, start: Located<'d>) -> Target<'d> {
     let mut here = start;
-    let mut seen = Vec::new();
+    // On the stack: every reference of a document starts a chain here.
+    let mut seen = [here.node.id(); MAX_HOPS];
+    let mut hops = 0;
     loop {
         let Some(reference) = here.node.reference() else {
             return Target::Node(here);
         };
-        if seen.contains(&here.node.id()) || seen.len() >= MAX_HOPS {
+        if hops >= MAX_HOPS || seen[..hops].contains(&here.node.id()) {
             return Target::Unresolved {
                 reference,
                 why: Unresolved::Cycle,
             };
         }
-        seen.push(here.node.id());
+        seen[hops] = here.node.id();
+        hops += 1;
         match pointer::classify(reference) {
             Reference::External => {
                 return Target::External {

@@ -76,6 +76,31 @@ impl NodeId {
     }
 }
 
+/// A set of the nodes of one tree: a bit per node, since a document's objects are visited
+/// by the thousand and hashing each id cost more than the rest of the visit.
+#[derive(Debug)]
+pub struct NodeSet(Vec<u64>);
+
+impl NodeSet {
+    pub fn new(tree: &Tree<'_>) -> NodeSet {
+        NodeSet(vec![0; tree.len().div_ceil(64)])
+    }
+
+    /// Adds `id`; whether it was not there yet.
+    pub fn insert(&mut self, id: NodeId) -> bool {
+        let (word, bit) = (id.index() / 64, 1u64 << (id.index() % 64));
+        match self.0.get_mut(word) {
+            Some(w) if *w & bit == 0 => {
+                *w |= bit;
+                true
+            }
+            Some(_) => false,
+            // Not a node of this tree: never made by one, so never reached.
+            None => false,
+        }
+    }
+}
+
 /// What a scalar is under the YAML 1.2 core schema (JSON scalars map onto the same kinds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScalarKind {
@@ -581,6 +606,16 @@ pub fn load<'a>(text: &'a str, limits: &Limits) -> Result<Stream<'a>, LoadError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_sets_add_each_node_once() {
+        let stream = load("a: [1, 2]\nb: {c: 3}\n", &Limits::default()).unwrap();
+        let mut set = NodeSet::new(&stream.tree);
+        let ids: Vec<NodeId> = (0..stream.tree.len() as u32).map(NodeId).collect();
+        assert!(ids.iter().all(|&id| set.insert(id)));
+        assert!(ids.iter().all(|&id| !set.insert(id)));
+        assert!(!set.insert(NodeId(10_000)));
+    }
 
     #[test]
     fn positions_count_characters_and_all_line_breaks() {

@@ -83,7 +83,11 @@ pub fn push(path: &str, token: &str) -> String {
 }
 
 pub fn push_index(path: &str, index: usize) -> String {
-    format!("{path}/{index}")
+    use std::fmt::Write;
+    let mut out = String::with_capacity(path.len() + 8);
+    out.push_str(path);
+    let _ = write!(out, "/{index}");
+    out
 }
 
 /// A `$ref` string: inside this document (`#...`), or anywhere else (never fetched).
@@ -96,32 +100,42 @@ pub enum Reference<'r> {
 
 pub fn classify(reference: &str) -> Reference<'_> {
     match reference.strip_prefix('#') {
+        // Almost no fragment has a `%`: it is then the pointer as it is.
+        Some(fragment) if !fragment.contains('%') => Reference::Local(Cow::Borrowed(fragment)),
         Some(fragment) => Reference::Local(percent_decode_str(fragment).decode_utf8_lossy()),
         None => Reference::External,
     }
 }
 
 /// Walks `pointer` from `root`. `None` when the pointer is malformed or a token is missing.
+///
+/// Every `$ref` of a document is resolved here, so the found node's path is made once, at
+/// the end, rather than token by token: it is the pointer itself, whose tokens are already
+/// in the escaped form paths are written in (RFC 6901 escapes are unique).
 pub fn resolve<'d>(root: NodeRef<'d>, pointer: &str) -> Option<Located<'d>> {
     let parsed = Pointer::parse(pointer).ok()?;
-    let mut here = Located::root(root);
+    let mut node = root;
+    let mut at = root.at();
     for token in parsed.tokens() {
         let key = token.decoded();
-        here = match here.node.value() {
-            Value::Map(_) => here.child(&key)?,
+        match node.value() {
+            Value::Map(_) => {
+                let entry = node.entry(&key)?;
+                node = node.child(entry.value);
+                at = entry.key_at;
+            }
             Value::Seq(_) => {
-                let index = array_index(&key)?;
-                let node = here.node.items().nth(index)?;
-                Located {
-                    node,
-                    path: push_index(&here.path, index),
-                    at: node.at(),
-                }
+                node = node.items().nth(array_index(&key)?)?;
+                at = node.at();
             }
             Value::Scalar { .. } => return None,
-        };
+        }
     }
-    Some(here)
+    Some(Located {
+        node,
+        path: pointer.to_owned(),
+        at,
+    })
 }
 
 /// RFC 6901 array indices: digits, no leading zero.
@@ -133,6 +147,25 @@ fn array_index(token: &str) -> Option<usize> {
         return None;
     }
     token.parse().ok()
+}
+
+/// Whether `pointer` names a member directly under `parent` (decoded tokens): one more
+/// token than `parent`, the rest equal.
+pub fn names_member_of(pointer: &str, parent: &[&str]) -> bool {
+    // Escapes are unique, so a token decodes to a name exactly when it is the name
+    // escaped: the parent is matched on the text, and only the last token is parsed.
+    let mut rest = pointer;
+    for name in parent {
+        let Some(after) = rest
+            .strip_prefix('/')
+            .and_then(|after| after.strip_prefix(Token::new(*name).encoded()))
+        else {
+            return false;
+        };
+        rest = after;
+    }
+    rest.strip_prefix('/')
+        .is_some_and(|last| !last.contains('/') && Pointer::parse(rest).is_ok())
 }
 
 /// The decoded tokens of a pointer, for matching against a known prefix.
@@ -159,6 +192,27 @@ mod tests {
         );
         assert_eq!(classify("https://x/y.yaml#/a"), Reference::External);
         assert_eq!(classify("./file.yaml"), Reference::External);
+    }
+
+    #[test]
+    fn names_members_of_a_parent() {
+        let schemes = ["components", "securitySchemes"];
+        assert!(names_member_of(
+            "/components/securitySchemes/a~1b",
+            &schemes
+        ));
+        assert!(names_member_of("/components/securitySchemes/", &schemes));
+        assert!(!names_member_of("/components/securitySchemes", &schemes));
+        assert!(!names_member_of(
+            "/components/securitySchemes/a/b",
+            &schemes
+        ));
+        assert!(!names_member_of("/components/servers/a", &schemes));
+        assert!(!names_member_of(
+            "/components/securitySchemes/a~2",
+            &schemes
+        ));
+        assert!(!names_member_of("components/securitySchemes/a", &schemes));
     }
 
     #[test]
