@@ -30,7 +30,8 @@ struct Open<'a> {
     /// Where this collection's children start in `open_entries` / `open_items`.
     start: usize,
     key: Option<PendingKey<'a>>,
-    merges: Vec<(NodeId, Offset)>,
+    /// Where this mapping's merge keys start in `open_merges`.
+    merges_start: usize,
     /// Expanded node count of everything inside, aliases counted at their full size.
     size: u64,
     height: u32,
@@ -46,6 +47,9 @@ pub(crate) struct Builder<'a> {
     /// The children of the open collections, innermost last.
     open_entries: Vec<Entry<'a>>,
     open_items: Vec<NodeId>,
+    /// The values of the merge keys (`<<`) of the open mappings, innermost last: rare, so
+    /// kept beside the stack rather than in each of its frames.
+    open_merges: Vec<(NodeId, Offset)>,
     anchors: HashMap<usize, NodeId>,
     documents: Vec<(NodeId, Offset)>,
     document_start: Offset,
@@ -88,6 +92,7 @@ impl<'a> Builder<'a> {
             stack: Vec::with_capacity(16),
             open_entries: Vec::with_capacity(64),
             open_items: Vec::with_capacity(64),
+            open_merges: Vec::new(),
             anchors: HashMap::new(),
             documents: Vec::new(),
             document_start: Offset::new(0),
@@ -194,7 +199,7 @@ impl<'a> Builder<'a> {
             anchor,
             start,
             key: None,
-            merges: Vec::new(),
+            merges_start: self.open_merges.len(),
             size: 1,
             height: 1,
         });
@@ -214,8 +219,9 @@ impl<'a> Builder<'a> {
             }
             Collection::Map => {
                 let mut order = self.reject_duplicates(open.start)?;
-                let merged = !open.merges.is_empty();
-                for (merge, at) in open.merges {
+                let merges: Vec<_> = self.open_merges.drain(open.merges_start..).collect();
+                let merged = !merges.is_empty();
+                for (merge, at) in merges {
                     size = size.saturating_add(self.merge_into(open.start, merge, at)?);
                 }
                 let start = self.tree.entries.len();
@@ -363,7 +369,7 @@ impl<'a> Builder<'a> {
                     });
                 };
                 if key.merge {
-                    parent.merges.push((id, key.at));
+                    self.open_merges.push((id, key.at));
                 } else {
                     self.open_entries.push(Entry {
                         key: key.text,
