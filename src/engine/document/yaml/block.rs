@@ -461,10 +461,11 @@ impl<'a> Reader<'a> {
     /// A plain scalar in block context from `at`: returns where its text ends (trailing
     /// spaces trimmed) and how it ends.
     fn plain_in_block(&self, at: usize) -> (usize, PlainEnd) {
-        let line_end = self.line_end(at);
+        // One pass to the line's end: most plain scalars are keys, which end long before it.
         let mut i = at;
-        while i < line_end {
-            match self.bytes[i] {
+        while let Some(&b) = self.bytes.get(i) {
+            match b {
+                b'\n' => break,
                 b':' if is_blank_or_end(self.byte(i + 1)) => {
                     return (self.trim_end(at, i), PlainEnd::Key(i));
                 }
@@ -472,7 +473,7 @@ impl<'a> Reader<'a> {
                 _ => i += 1,
             }
         }
-        (self.trim_end(at, line_end), PlainEnd::Line)
+        (self.trim_end(at, i), PlainEnd::Line)
     }
 
     fn trim_end(&self, start: usize, mut end: usize) -> usize {
