@@ -41,8 +41,10 @@ pub(crate) struct Builder<'a> {
     /// The text offsets point into, for error positions; empty when there is none.
     text: &'a str,
     tree: Tree<'a>,
-    /// Expanded size of each node, by node index.
-    sizes: Vec<u64>,
+    /// Expanded size of each node, by node index; only kept by a reader that has aliases
+    /// and merge keys (YAML's full parser): the others never look a size up, and a big
+    /// document would pay eight bytes a node for nothing.
+    sizes: Option<Vec<u64>>,
     stack: Vec<Open<'a>>,
     /// The children of the open collections, innermost last.
     open_entries: Vec<Entry<'a>>,
@@ -63,8 +65,16 @@ pub(crate) struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
+    /// For a reader with anchors, aliases and merge keys: see [`Builder::new`].
+    pub(crate) fn with_aliases(text: &'a str, positions: bool, limits: &Limits) -> Self {
+        let mut builder = Builder::new(text, positions, limits);
+        builder.sizes = Some(Vec::with_capacity(builder.tree.nodes.capacity()));
+        builder
+    }
+
     /// `text` is the source the offsets point into; `positions` says whether the tree shows
-    /// them (a custom resource's JSON has no lines a person wrote).
+    /// them (a custom resource's JSON has no lines a person wrote). For a reader without
+    /// aliases or merge keys ([`Builder::with_aliases`] otherwise).
     pub(crate) fn new(text: &'a str, positions: bool, limits: &Limits) -> Self {
         let merge_budget = limits
             .alias_factor
@@ -88,7 +98,7 @@ impl<'a> Builder<'a> {
                 source: positions.then_some(text),
                 lines: Default::default(),
             },
-            sizes: Vec::with_capacity(nodes),
+            sizes: None,
             stack: Vec::with_capacity(16),
             open_entries: Vec::with_capacity(64),
             open_items: Vec::with_capacity(64),
@@ -263,7 +273,7 @@ impl<'a> Builder<'a> {
             });
             Ok(())
         } else {
-            let size = self.sizes.get(id.index()).copied().unwrap_or(1);
+            let size = self.size_of(id, at)?;
             if size > self.biggest_alias.0 {
                 self.biggest_alias = (size, at);
             }
@@ -293,8 +303,7 @@ impl<'a> Builder<'a> {
             for index in source_entries.range() {
                 let entry = &self.tree.entries[index];
                 if present.insert(entry.key.clone()) {
-                    added = added
-                        .saturating_add(self.sizes.get(entry.value.index()).copied().unwrap_or(1));
+                    added = added.saturating_add(self.size_of(entry.value, at)?);
                     self.open_entries.push(entry.clone());
                     self.merged_entries += 1;
                 }
@@ -338,10 +347,26 @@ impl<'a> Builder<'a> {
         Ok(order)
     }
 
+    /// The expanded size of `id`, for an alias or a merge at `at`. A reader that did not
+    /// ask for sizes has no aliases: one that sends one anyway is refused rather than
+    /// letting the alias go uncounted.
+    fn size_of(&self, id: NodeId, at: Offset) -> Result<u64, LoadError> {
+        match &self.sizes {
+            Some(sizes) => Ok(sizes.get(id.index()).copied().unwrap_or(1)),
+            None => Err(LoadError::Syntax {
+                syntax: super::Syntax::Yaml,
+                message: "an alias or merge key where the reader has none".to_owned(),
+                pos: self.pos(at),
+            }),
+        }
+    }
+
     fn push_node(&mut self, value: Value<'a>, at: Offset, size: u64, height: u32) -> NodeId {
         let id = NodeId(u32::try_from(self.tree.nodes.len()).unwrap_or(u32::MAX));
         self.tree.nodes.push(Node { value, at, height });
-        self.sizes.push(size);
+        if let Some(sizes) = &mut self.sizes {
+            sizes.push(size);
+        }
         id
     }
 
@@ -426,5 +451,48 @@ fn children(start: usize, end: usize) -> Children {
     Children {
         start: u32::try_from(start).unwrap_or(u32::MAX),
         len: u32::try_from(end - start).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_builder_without_sizes_refuses_an_alias_rather_than_not_counting_it() {
+        let limits = Limits::default();
+        let mut builder = Builder::new("[&a x, *a]", true, &limits);
+        let at = Offset::new(0);
+        builder.start_document(at);
+        builder.open(Collection::Seq, at, 0).unwrap();
+        builder
+            .scalar(
+                Cow::Borrowed("x"),
+                ScalarKind::Str,
+                Offset::new(4),
+                1,
+                false,
+            )
+            .unwrap();
+        assert!(matches!(
+            builder.alias(1, Offset::new(7)),
+            Err(LoadError::Syntax { .. })
+        ));
+
+        let mut counted = Builder::with_aliases("[&a x, *a]", true, &limits);
+        counted.start_document(at);
+        counted.open(Collection::Seq, at, 0).unwrap();
+        counted
+            .scalar(
+                Cow::Borrowed("x"),
+                ScalarKind::Str,
+                Offset::new(4),
+                1,
+                false,
+            )
+            .unwrap();
+        counted.alias(1, Offset::new(7)).unwrap();
+        counted.close().unwrap();
+        assert_eq!(counted.finish().unwrap().tree.len(), 2);
     }
 }

@@ -116,7 +116,7 @@ fn run<'a>(text: &'a str, limits: &Limits, mode: Indentation) -> Result<Stream<'
         block_nesting_limit: nesting,
     };
     let mut parser = Parser::new_from_str_with_options(text, options);
-    let mut builder = Builder::new(text, true, limits);
+    let mut builder = Builder::with_aliases(text, true, limits);
     let mut indents = Indents::default();
     while let Some(event) = parser.next_event() {
         let (event, span) = event.map_err(Failure::Scan)?;
