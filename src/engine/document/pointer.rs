@@ -73,12 +73,16 @@ impl<'d> Located<'d> {
 
 /// `path` with one more token, escaped.
 pub fn push(path: &str, token: &str) -> String {
-    let token = Token::new(token);
-    let encoded = token.encoded();
-    let mut out = String::with_capacity(path.len() + encoded.len() + 1);
+    // Almost no key has a `~` or `/` to escape: it is then the token as it is.
+    let escaped = if token.contains(['~', '/']) {
+        Cow::Owned(Token::new(token).encoded().to_owned())
+    } else {
+        Cow::Borrowed(token)
+    };
+    let mut out = String::with_capacity(path.len() + escaped.len() + 1);
     out.push_str(path);
     out.push('/');
-    out.push_str(encoded);
+    out.push_str(&escaped);
     out
 }
 

@@ -4,12 +4,10 @@
 //! Only schemes in use are judged (an unused broken scheme denies nothing); extra fields
 //! are ignored; `type` is case-sensitive.
 
-use std::collections::HashSet;
-
 use super::{RuleInfo, did_you_mean, finding, last_token};
 use crate::engine::analysis::{Analysis, Resolution};
-use crate::engine::document::NodeRef;
 use crate::engine::document::pointer::Located;
+use crate::engine::document::{NodeRef, NodeSet};
 use crate::engine::finding::{Finding, RuleId};
 use crate::engine::version::SpecVersion;
 
@@ -66,7 +64,7 @@ fn problem(what: impl Into<String>, hint: impl Into<Option<String>>) -> Problem 
 }
 
 pub(crate) fn check(analysis: &Analysis<'_>, out: &mut Vec<Finding>) {
-    let mut judged = HashSet::new();
+    let mut judged = NodeSet::new(analysis.root.tree());
     for used in &analysis.uses {
         let Resolution::Scheme(scheme) = &used.resolution else {
             continue;

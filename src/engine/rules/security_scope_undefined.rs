@@ -3,13 +3,13 @@
 //! `scopes`. Only valid OAuth2 schemes are judged, against the union of their flows'
 //! scopes; OpenID Connect scopes are never checked (no flows declare them).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use super::security_scheme_invalid::{FLOWS, is_valid, scheme_label, scopes_field};
 use super::{RuleInfo, did_you_mean, finding};
 use crate::engine::analysis::{Analysis, Resolution};
-use crate::engine::document::NodeRef;
 use crate::engine::document::pointer::Located;
+use crate::engine::document::{NodeRef, NodeSet};
 use crate::engine::finding::{Finding, RuleId};
 
 pub const INFO: RuleInfo = RuleInfo {
@@ -21,21 +21,22 @@ pub const INFO: RuleInfo = RuleInfo {
 
 pub(crate) fn check(analysis: &Analysis<'_>, out: &mut Vec<Finding>) {
     let version = analysis.version;
-    let mut judged = HashSet::new();
+    let mut judged = NodeSet::new(analysis.root.tree());
     for used in &analysis.uses {
         let Resolution::Scheme(scheme) = &used.resolution else {
             continue;
         };
+        // v3: the scheme carries its required scopes, so each scheme is judged once (and
+        // validated once: a document's thousands of requirements name a few schemes).
+        if version.is_v3() && !judged.insert(scheme.node.id()) {
+            continue;
+        }
         if scheme.node.get("type").and_then(|t| t.as_str()) != Some("oauth2")
             || !is_valid(scheme.node, version)
         {
             continue;
         }
         let required = if version.is_v3() {
-            // The scheme carries its required scopes: judge each scheme once.
-            if !judged.insert(scheme.node.id()) {
-                continue;
-            }
             scheme.child("scopes")
         } else {
             used.requested_scopes.clone()
