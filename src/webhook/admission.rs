@@ -263,7 +263,12 @@ impl<'t> WireRequest<'t> {
                         kind: ScalarKind::Bool,
                         text,
                     } => text == "true",
-                    _ => return Err(format!("request.dryRun is {}", flag.type_name())),
+                    _ => {
+                        return Err(format!(
+                            "request.dryRun is {}, not a boolean",
+                            flag.type_name()
+                        ));
+                    }
                 },
             },
             object: request.get("object").filter(|o| !o.is_null()),

@@ -460,37 +460,29 @@ mod tests {
 
     #[test]
     fn a_builder_without_sizes_refuses_an_alias_rather_than_not_counting_it() {
+        // `[&a x, *a]` as a reader sends it, up to the alias.
+        let up_to_the_alias = |mut builder: Builder<'static>| {
+            let at = Offset::new(0);
+            builder.start_document(at);
+            builder.open(Collection::Seq, at, 0).unwrap();
+            builder
+                .scalar(
+                    Cow::Borrowed("x"),
+                    ScalarKind::Str,
+                    Offset::new(4),
+                    1,
+                    false,
+                )
+                .unwrap();
+            builder
+        };
         let limits = Limits::default();
-        let mut builder = Builder::new("[&a x, *a]", true, &limits);
-        let at = Offset::new(0);
-        builder.start_document(at);
-        builder.open(Collection::Seq, at, 0).unwrap();
-        builder
-            .scalar(
-                Cow::Borrowed("x"),
-                ScalarKind::Str,
-                Offset::new(4),
-                1,
-                false,
-            )
-            .unwrap();
+        let mut plain = up_to_the_alias(Builder::new("[&a x, *a]", true, &limits));
         assert!(matches!(
-            builder.alias(1, Offset::new(7)),
+            plain.alias(1, Offset::new(7)),
             Err(LoadError::Syntax { .. })
         ));
-
-        let mut counted = Builder::with_aliases("[&a x, *a]", true, &limits);
-        counted.start_document(at);
-        counted.open(Collection::Seq, at, 0).unwrap();
-        counted
-            .scalar(
-                Cow::Borrowed("x"),
-                ScalarKind::Str,
-                Offset::new(4),
-                1,
-                false,
-            )
-            .unwrap();
+        let mut counted = up_to_the_alias(Builder::with_aliases("[&a x, *a]", true, &limits));
         counted.alias(1, Offset::new(7)).unwrap();
         counted.close().unwrap();
         assert_eq!(counted.finish().unwrap().tree.len(), 2);
