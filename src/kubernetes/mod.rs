@@ -4,9 +4,10 @@
 pub mod extract;
 pub mod namespaces;
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::engine::document::value::to_json;
 use crate::engine::document::{Limits, NodeRef, Value, pointer};
 use crate::engine::memo::{Lookup, Memo};
 use crate::engine::{Engine, Evaluation, Overrides};
@@ -140,17 +141,67 @@ fn json_size(node: NodeRef<'_>) -> usize {
     size
 }
 
-/// The metadata of an object's tree (small: converted through serde).
+/// The metadata of an object's tree: what its documents are judged by (name, namespace,
+/// generateName, labels, annotations), each held to its type. Nothing else is read or
+/// copied: a real object's managedFields (and other fields the API server has validated
+/// already) can be bigger than the document, and this runs on every request.
 pub fn metadata_of(object: NodeRef<'_>) -> Result<ObjectMeta, String> {
-    match object.get("metadata") {
-        Some(metadata) if !metadata.is_null() => {
-            // Metadata is shallow; a deeper one is malformed anyway.
-            let json =
-                to_json(metadata, 32).map_err(|e| format!("its metadata is malformed: {e}"))?;
-            serde_json::from_value(json).map_err(|e| format!("its metadata is malformed: {e}"))
-        }
-        _ => Ok(ObjectMeta::default()),
+    let Some(metadata) = object.get("metadata").filter(|m| !m.is_null()) else {
+        return Ok(ObjectMeta::default());
+    };
+    if !metadata.is_map() {
+        return Err(format!(
+            "its metadata is malformed: it is {}, not a mapping",
+            metadata.type_name()
+        ));
     }
+    let text = |field: &str| -> Result<Option<String>, String> {
+        match metadata.get(field).filter(|v| !v.is_null()) {
+            None => Ok(None),
+            Some(value) => value.as_str().map(|s| Some(s.to_owned())).ok_or_else(|| {
+                format!(
+                    "its metadata is malformed: metadata.{field} is {}, not a string",
+                    value.type_name()
+                )
+            }),
+        }
+    };
+    let strings = |field: &str| -> Result<Option<BTreeMap<String, String>>, String> {
+        let Some(map) = metadata.get(field).filter(|v| !v.is_null()) else {
+            return Ok(None);
+        };
+        if !map.is_map() {
+            return Err(format!(
+                "its metadata is malformed: metadata.{field} is {}, not a mapping",
+                map.type_name()
+            ));
+        }
+        map.entries()
+            .iter()
+            .map(|entry| {
+                let value = map.child(entry.value);
+                value
+                    .as_str()
+                    .map(|v| (entry.key.to_string(), v.to_owned()))
+                    .ok_or_else(|| {
+                        format!(
+                            "its metadata is malformed: metadata.{field}.{} is {}, not a string",
+                            entry.key,
+                            value.type_name()
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Some)
+    };
+    Ok(ObjectMeta {
+        name: text("name")?,
+        namespace: text("namespace")?,
+        generate_name: text("generateName")?,
+        labels: strings("labels")?,
+        annotations: strings("annotations")?,
+        ..ObjectMeta::default()
+    })
 }
 
 /// The identity and metadata of an object (a manifest's document).
@@ -181,6 +232,46 @@ mod tests {
     fn identify_json(value: serde_json::Value) -> Result<(ObjectId, ObjectMeta), String> {
         let stream = from_json(&value, &Limits::default()).unwrap();
         identify(stream.roots().next().unwrap())
+    }
+
+    #[test]
+    fn metadata_is_read_for_what_judging_needs_and_checked_there() {
+        let (_, meta) = identify_json(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": "a", "namespace": "n", "generateName": "a-",
+                "labels": {"asyncapi-guard.io/document": "true"},
+                "annotations": {"asyncapi-guard.io/keys": "x.yaml", "note": ""},
+                // Not read: neither its shape nor its depth stops a request.
+                "managedFields": [{"fieldsV1": {"f:data": {"f:x": {"f:y": {"f:z": {}}}}}}],
+                "creationTimestamp": "not a time",
+            }}),
+        )
+        .unwrap();
+        assert_eq!(meta.name.as_deref(), Some("a"));
+        assert_eq!(meta.namespace.as_deref(), Some("n"));
+        assert_eq!(meta.generate_name.as_deref(), Some("a-"));
+        assert_eq!(meta.labels.unwrap()["asyncapi-guard.io/document"], "true");
+        let annotations = meta.annotations.unwrap();
+        assert_eq!(annotations["asyncapi-guard.io/keys"], "x.yaml");
+        assert_eq!(annotations.len(), 2);
+        assert!(meta.managed_fields.is_none());
+
+        for (metadata, says) in [
+            (
+                json!({"name": "a", "labels": {"x": 1}}),
+                "metadata.labels.x is a number",
+            ),
+            (
+                json!({"name": "a", "annotations": ["x"]}),
+                "metadata.annotations is a list",
+            ),
+            (json!({"name": ["a"]}), "metadata.name is a list"),
+            (json!("a"), "it is a string, not a mapping"),
+        ] {
+            let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata});
+            let why = identify_json(object).unwrap_err();
+            assert!(why.contains(says), "{why}");
+        }
     }
 
     #[test]
