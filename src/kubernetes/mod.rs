@@ -156,15 +156,12 @@ pub fn metadata_of(object: NodeRef<'_>) -> Result<ObjectMeta, String> {
         ));
     }
     let text = |field: &str| -> Result<Option<String>, String> {
-        match metadata.get(field).filter(|v| !v.is_null()) {
-            None => Ok(None),
-            Some(value) => value.as_str().map(|s| Some(s.to_owned())).ok_or_else(|| {
-                format!(
-                    "its metadata is malformed: metadata.{field} is {}, not a string",
-                    value.type_name()
-                )
-            }),
-        }
+        metadata
+            .optional_str(field)
+            .map(|text| text.map(str::to_owned))
+            .map_err(|kind| {
+                format!("its metadata is malformed: metadata.{field} is {kind}, not a string")
+            })
     };
     let strings = |field: &str| -> Result<Option<BTreeMap<String, String>>, String> {
         let Some(map) = metadata.get(field).filter(|v| !v.is_null()) else {

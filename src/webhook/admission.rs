@@ -283,14 +283,9 @@ fn string_member<'t>(
     path: &str,
     name: &str,
 ) -> Result<Option<&'t str>, String> {
-    match object.get(name) {
-        None => Ok(None),
-        Some(member) if member.is_null() => Ok(None),
-        Some(member) => member
-            .as_str()
-            .map(Some)
-            .ok_or_else(|| format!("{path}.{name} is {}, not a string", member.type_name())),
-    }
+    object
+        .optional_str(name)
+        .map_err(|kind| format!("{path}.{name} is {kind}, not a string"))
 }
 
 const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -352,9 +347,9 @@ pub fn review(
     };
     let request = root.get("request").filter(|r| r.is_map());
     let uid = request
-        .and_then(|r| string_member(r, "request", "uid").ok().flatten())
+        .and_then(|r| r.optional_str("uid").ok().flatten())
         .unwrap_or_default();
-    let header = |name| string_member(root, "", name).ok().flatten();
+    let header = |name| root.optional_str(name).ok().flatten();
     if let Some(why) = not_a_review(header("kind"), header("apiVersion")) {
         return invalid(uid, &why);
     }

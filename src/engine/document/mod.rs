@@ -88,16 +88,14 @@ impl NodeSet {
 
     /// Adds `id`; whether it was not there yet.
     pub fn insert(&mut self, id: NodeId) -> bool {
-        let (word, bit) = (id.index() / 64, 1u64 << (id.index() % 64));
-        match self.0.get_mut(word) {
-            Some(w) if *w & bit == 0 => {
-                *w |= bit;
-                true
-            }
-            Some(_) => false,
-            // Not a node of this tree: never made by one, so never reached.
-            None => false,
-        }
+        // An id past the tree is not one of its nodes: never made by it, so never reached.
+        let Some(word) = self.0.get_mut(id.index() / 64) else {
+            return false;
+        };
+        let bit = 1u64 << (id.index() % 64);
+        let new = *word & bit == 0;
+        *word |= bit;
+        new
     }
 }
 
@@ -349,6 +347,16 @@ impl<'d> NodeRef<'d> {
 
     pub fn get(&self, key: &str) -> Option<NodeRef<'d>> {
         self.entry(key).map(|e| self.child(e.value))
+    }
+
+    /// A member that should be a string: `Ok(None)` when it is absent or null, otherwise
+    /// the type it has when it is not a string (for the caller's message).
+    pub fn optional_str(&self, key: &str) -> Result<Option<&'d str>, &'static str> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(member) if member.is_null() => Ok(None),
+            Some(member) => member.as_str().map(Some).ok_or(member.type_name()),
+        }
     }
 
     fn item_ids(&self) -> &'d [NodeId] {

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use jsonptr::{Pointer, Token};
+use jsonptr::Token;
 use percent_encoding::percent_decode_str;
 
 use super::{NodeRef, Offset, Pos, Value};
@@ -119,24 +119,19 @@ pub fn classify(reference: &str) -> Reference<'_> {
 pub fn resolve<'d>(root: NodeRef<'d>, pointer: &str) -> Option<Located<'d>> {
     let mut node = root;
     let mut at = root.at();
-    if !pointer.is_empty() {
-        // Split and unescaped here rather than by `jsonptr`'s parser: this is the walk
-        // of every `$ref` of a document, and the parser's separate validating pass cost
-        // more than the walk. The rules are RFC 6901's, tested below against `jsonptr`.
-        for token in pointer.strip_prefix('/')?.split('/') {
-            let key = decode_token(token)?;
-            match node.value() {
-                Value::Map(_) => {
-                    let entry = node.entry(&key)?;
-                    node = node.child(entry.value);
-                    at = entry.key_at;
-                }
-                Value::Seq(_) => {
-                    node = node.items().nth(array_index(&key)?)?;
-                    at = node.at();
-                }
-                Value::Scalar { .. } => return None,
+    for key in decoded_tokens(pointer)? {
+        let key = key?;
+        match node.value() {
+            Value::Map(_) => {
+                let entry = node.entry(&key)?;
+                node = node.child(entry.value);
+                at = entry.key_at;
             }
+            Value::Seq(_) => {
+                node = node.items().nth(array_index(&key)?)?;
+                at = node.at();
+            }
+            Value::Scalar { .. } => return None,
         }
     }
     Some(Located {
@@ -144,6 +139,24 @@ pub fn resolve<'d>(root: NodeRef<'d>, pointer: &str) -> Option<Located<'d>> {
         path: pointer.to_owned(),
         at,
     })
+}
+
+/// The tokens of a pointer, each unescaped as it is reached (`None` for a malformed one);
+/// `None` for a pointer that neither is empty nor starts with `/`.
+///
+/// Split here rather than by `jsonptr`'s parser: this is the walk of every `$ref` of a
+/// document, and the parser's separate validating pass cost more than the walk. The rules
+/// are RFC 6901's, and a test holds [`tokens`] to `jsonptr`'s.
+fn decoded_tokens(pointer: &str) -> Option<impl Iterator<Item = Option<Cow<'_, str>>>> {
+    let rest = match pointer {
+        "" => None,
+        _ => Some(pointer.strip_prefix('/')?),
+    };
+    Some(
+        rest.into_iter()
+            .flat_map(|r| r.split('/'))
+            .map(decode_token),
+    )
 }
 
 /// One reference token unescaped (`~1` is `/`, `~0` is `~`); `None` for a `~` that starts
@@ -181,32 +194,28 @@ fn array_index(token: &str) -> Option<usize> {
 /// Whether `pointer` names a member directly under `parent` (decoded tokens): one more
 /// token than `parent`, the rest equal.
 pub fn names_member_of(pointer: &str, parent: &[&str]) -> bool {
-    // Escapes are unique, so a token decodes to a name exactly when it is the name
-    // escaped: the parent is matched on the text, and only the last token is parsed.
-    let mut rest = pointer;
-    for name in parent {
-        let Some(after) = rest
-            .strip_prefix('/')
-            .and_then(|after| after.strip_prefix(Token::new(*name).encoded()))
-        else {
-            return false;
-        };
-        rest = after;
-    }
-    rest.strip_prefix('/')
-        .is_some_and(|last| !last.contains('/') && Pointer::parse(rest).is_ok())
+    let Some(mut tokens) = decoded_tokens(pointer) else {
+        return false;
+    };
+    parent
+        .iter()
+        .all(|name| matches!(tokens.next(), Some(Some(token)) if token == *name))
+        && matches!(tokens.next(), Some(Some(_)))
+        && tokens.next().is_none()
 }
 
-/// The decoded tokens of a pointer, for matching against a known prefix.
+/// The decoded tokens of a pointer; `None` for a malformed one.
 pub fn tokens(pointer: &str) -> Option<Vec<String>> {
-    let parsed = Pointer::parse(pointer).ok()?;
-    Some(parsed.tokens().map(|t| t.decoded().into_owned()).collect())
+    decoded_tokens(pointer)?
+        .map(|token| token.map(Cow::into_owned))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::document::{Limits, load};
+    use jsonptr::Pointer;
 
     #[test]
     fn escapes_tilde_and_slash() {
@@ -229,23 +238,12 @@ mod tests {
             "", "/", "//", "/a", "/a/b", "/a~0b", "/a~1b", "/~01", "/~10", "/~", "/a~", "/~2",
             "/a~0~1~", "a", "/é~1ü", "/0/01",
         ] {
-            let ours: Option<Vec<Cow<'_, str>>> = if pointer.is_empty() {
-                Some(Vec::new())
-            } else {
-                pointer
-                    .strip_prefix('/')
-                    .and_then(|rest| rest.split('/').map(decode_token).collect())
-            };
             let theirs = Pointer::parse(pointer).ok().map(|p| {
                 p.tokens()
                     .map(|t| t.decoded().into_owned())
                     .collect::<Vec<_>>()
             });
-            assert_eq!(
-                ours.map(|t| t.into_iter().map(Cow::into_owned).collect::<Vec<_>>()),
-                theirs,
-                "{pointer:?}"
-            );
+            assert_eq!(tokens(pointer), theirs, "{pointer:?}");
         }
     }
 
