@@ -76,7 +76,7 @@ mod tests {
         with_root(
             "a: {$ref: '#/b'}\nb: {$ref: '#/c'}\nc: {type: http}\n",
             |root| match follow(root, Located::root(root).child("a").unwrap()) {
-                Target::Node(n) => assert_eq!(n.path, "/c"),
+                Target::Node(n) => assert_eq!(n.path(), "/c"),
                 other => panic!("{other:?}"),
             },
         );
@@ -105,7 +105,7 @@ mod tests {
                 match follow(root, top.child("e").unwrap()) {
                     Target::External { reference, at } => {
                         assert_eq!(reference, "other.yaml#/x");
-                        assert_eq!(at.path, "/e");
+                        assert_eq!(at.path(), "/e");
                     }
                     other => panic!("{other:?}"),
                 }

@@ -97,6 +97,8 @@ impl<'a> Builder<'a> {
                 items: Vec::with_capacity(nodes / 8),
                 source: positions.then_some(text),
                 lines: Default::default(),
+                shared: false,
+                parents: Default::default(),
             },
             sizes: None,
             stack: Vec::with_capacity(16),
@@ -278,6 +280,7 @@ impl<'a> Builder<'a> {
                 self.biggest_alias = (size, at);
             }
             let height = self.tree.nodes[id.index()].height;
+            self.tree.shared = true;
             self.attach(id, size, height)
         }
     }
@@ -306,6 +309,7 @@ impl<'a> Builder<'a> {
                     added = added.saturating_add(self.size_of(entry.value, at)?);
                     self.open_entries.push(entry.clone());
                     self.merged_entries += 1;
+                    self.tree.shared = true;
                 }
             }
             if self.merged_entries > self.merge_budget {

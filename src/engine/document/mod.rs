@@ -172,6 +172,12 @@ pub struct Tree<'a> {
     /// The text the offsets point into; `None` when positions are not to be shown.
     source: Option<&'a str>,
     lines: OnceCell<Vec<u32>>,
+    /// Whether a node has more than one parent (a YAML alias or merge key): its path then
+    /// depends on the way it was reached, and [`pointer::Located`] keeps that way.
+    shared: bool,
+    /// Each node's parent and its place there, made the first time a path is asked for
+    /// (a finding); see [`Tree::path_between`].
+    parents: OnceCell<Vec<(u32, u32)>>,
 }
 
 impl<'a> Tree<'a> {
@@ -185,6 +191,76 @@ impl<'a> Tree<'a> {
 
     pub fn node(&self, id: NodeId) -> NodeRef<'_> {
         NodeRef { tree: self, id }
+    }
+
+    /// Whether some node has several parents (see [`pointer::Located`]).
+    pub(crate) fn shares_nodes(&self) -> bool {
+        self.shared
+    }
+
+    /// The JSON pointer from `base` down to `node`, in a tree where each node has one
+    /// parent. Paths are asked for only by findings, so they are made here, from parent
+    /// links built on the first request, rather than carried along every step of judging.
+    pub(crate) fn path_between(&self, base: NodeId, node: NodeId) -> String {
+        let parents = self.parents.get_or_init(|| self.parent_links());
+        let mut steps = Vec::new();
+        let mut here = node;
+        // Stops at `base`, or at the top should `node` not be under it (never: a Located
+        // is only made by walking down from its base).
+        while here != base {
+            match parents.get(here.index()) {
+                Some(&(parent, place)) if parent != u32::MAX => {
+                    steps.push((NodeId(parent), place as usize));
+                    here = NodeId(parent);
+                }
+                _ => break,
+            }
+        }
+        let mut path = String::new();
+        for &(parent, place) in steps.iter().rev() {
+            let parent = self.node(parent);
+            match parent.value() {
+                Value::Map(_) => match parent.entries().get(place) {
+                    Some(entry) => pointer::push_onto(&mut path, &entry.key),
+                    None => break,
+                },
+                _ => {
+                    use std::fmt::Write;
+                    let _ = write!(path, "/{place}");
+                }
+            }
+        }
+        path
+    }
+
+    fn parent_links(&self) -> Vec<(u32, u32)> {
+        let mut parents = vec![(u32::MAX, 0); self.nodes.len()];
+        for (index, node) in self.nodes.iter().enumerate() {
+            let children: &[NodeId] = match &node.value {
+                Value::Seq(items) => self.items.get(items.range()).unwrap_or(&[]),
+                Value::Map(entries) => {
+                    for (place, entry) in self
+                        .entries
+                        .get(entries.range())
+                        .unwrap_or(&[])
+                        .iter()
+                        .enumerate()
+                    {
+                        if let Some(link) = parents.get_mut(entry.value.index()) {
+                            *link = (index as u32, place as u32);
+                        }
+                    }
+                    &[]
+                }
+                Value::Scalar { .. } => &[],
+            };
+            for (place, child) in children.iter().enumerate() {
+                if let Some(link) = parents.get_mut(child.index()) {
+                    *link = (index as u32, place as u32);
+                }
+            }
+        }
+        parents
     }
 
     /// The line and column of `offset` in the source, if the tree has one.

@@ -7,23 +7,41 @@ use std::borrow::Cow;
 use jsonptr::Token;
 use percent_encoding::percent_decode_str;
 
-use super::{NodeRef, Offset, Pos, Value};
+use super::{NodeId, NodeRef, Offset, Pos, Value};
 
-/// A node with the pointer that names it and where a finding about it should point: the
-/// key of a mapping entry, or the item itself in a sequence.
+/// A node, where a finding about it should point (the key of a mapping entry, or the item
+/// itself in a sequence), and the way to the pointer that names it.
+///
+/// The pointer is made only when asked for ([`Located::path`]: by findings): judging walks
+/// every server, operation and requirement of a document and made a string at every step,
+/// which cost a third of judging and most of its memory. In a tree where each node has one
+/// parent the path follows from the tree; where a YAML alias or merge key gives a node
+/// several, the path depends on the way it was reached, so that way is kept as it goes.
 #[derive(Clone, Debug)]
 pub struct Located<'d> {
     pub node: NodeRef<'d>,
-    pub path: String,
     pub at: Offset,
+    /// Where the path starts: the document's root.
+    base: NodeId,
+    /// The path as walked, kept only in a tree that shares nodes.
+    route: Option<Box<str>>,
 }
 
 impl<'d> Located<'d> {
     pub fn root(node: NodeRef<'d>) -> Self {
         Located {
             node,
-            path: String::new(),
             at: node.at(),
+            base: node.id(),
+            route: node.tree().shares_nodes().then(Box::default),
+        }
+    }
+
+    /// The JSON pointer of the node, from the document's root.
+    pub fn path(&self) -> String {
+        match &self.route {
+            Some(route) => route.to_string(),
+            None => self.node.tree().path_between(self.base, self.node.id()),
         }
     }
 
@@ -32,14 +50,19 @@ impl<'d> Located<'d> {
         self.node.tree().pos(self.at)
     }
 
+    fn step(&self, node: NodeRef<'d>, at: Offset, route: impl FnOnce(&str) -> String) -> Self {
+        Located {
+            node,
+            at,
+            base: self.base,
+            route: self.route.as_deref().map(|r| route(r).into_boxed_str()),
+        }
+    }
+
     /// The value under `key`, if this is a mapping that has it.
     pub fn child(&self, key: &str) -> Option<Located<'d>> {
         let entry = self.node.entry(key)?;
-        Some(Located {
-            node: self.node.child(entry.value),
-            path: push(&self.path, key),
-            at: entry.key_at,
-        })
+        Some(self.step(self.node.child(entry.value), entry.key_at, |r| push(r, key)))
     }
 
     /// Every entry of a mapping, as `(key, value)`.
@@ -47,43 +70,39 @@ impl<'d> Located<'d> {
         self.node.entries().iter().map(move |entry| {
             (
                 entry.key.as_ref(),
-                Located {
-                    node: self.node.child(entry.value),
-                    path: push(&self.path, &entry.key),
-                    at: entry.key_at,
-                },
+                self.step(self.node.child(entry.value), entry.key_at, |r| {
+                    push(r, &entry.key)
+                }),
             )
         })
     }
 
     /// Every item of a sequence.
     pub fn items(&self) -> impl Iterator<Item = (usize, Located<'d>)> + '_ {
-        self.node.items().enumerate().map(move |(i, node)| {
-            (
-                i,
-                Located {
-                    node,
-                    path: push_index(&self.path, i),
-                    at: node.at(),
-                },
-            )
-        })
+        self.node
+            .items()
+            .enumerate()
+            .map(move |(i, node)| (i, self.step(node, node.at(), |r| push_index(r, i))))
     }
 }
 
 /// `path` with one more token, escaped.
 pub fn push(path: &str, token: &str) -> String {
-    // Almost no key has a `~` or `/` to escape: it is then the token as it is.
-    let escaped = if token.contains(['~', '/']) {
-        Cow::Owned(Token::new(token).encoded().to_owned())
-    } else {
-        Cow::Borrowed(token)
-    };
-    let mut out = String::with_capacity(path.len() + escaped.len() + 1);
+    let mut out = String::with_capacity(path.len() + token.len() + 1);
     out.push_str(path);
-    out.push('/');
-    out.push_str(&escaped);
+    push_onto(&mut out, token);
     out
+}
+
+/// Appends `/token`, escaped, to `path`.
+pub(crate) fn push_onto(path: &mut String, token: &str) {
+    path.push('/');
+    // Almost no key has a `~` or `/` to escape: it is then the token as it is.
+    if token.contains(['~', '/']) {
+        path.push_str(Token::new(token).encoded());
+    } else {
+        path.push_str(token);
+    }
 }
 
 pub fn push_index(path: &str, index: usize) -> String {
@@ -113,9 +132,7 @@ pub fn classify(reference: &str) -> Reference<'_> {
 
 /// Walks `pointer` from `root`. `None` when the pointer is malformed or a token is missing.
 ///
-/// Every `$ref` of a document is resolved here, so the found node's path is made once, at
-/// the end, rather than token by token: it is the pointer itself, whose tokens are already
-/// in the escaped form paths are written in (RFC 6901 escapes are unique).
+/// The node `pointer` names under `root`: every `$ref` of a document is resolved here.
 pub fn resolve<'d>(root: NodeRef<'d>, pointer: &str) -> Option<Located<'d>> {
     let mut node = root;
     let mut at = root.at();
@@ -134,10 +151,16 @@ pub fn resolve<'d>(root: NodeRef<'d>, pointer: &str) -> Option<Located<'d>> {
             Value::Scalar { .. } => return None,
         }
     }
+    // The path is the pointer itself: its tokens are already in the escaped form paths are
+    // written in (RFC 6901 escapes are unique), which is also the path the tree gives.
     Some(Located {
         node,
-        path: pointer.to_owned(),
         at,
+        base: root.id(),
+        route: root
+            .tree()
+            .shares_nodes()
+            .then(|| pointer.to_owned().into_boxed_str()),
     })
 }
 
@@ -269,13 +292,51 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_the_way_walked_with_or_without_shared_nodes() {
+        fn walk(here: &Located<'_>, expected: &str, seen: &mut usize) {
+            assert_eq!(here.path(), expected);
+            *seen += 1;
+            for (key, child) in here.children() {
+                walk(&child, &push(expected, key), seen);
+            }
+            for (i, item) in here.items() {
+                walk(&item, &push_index(expected, i), seen);
+            }
+        }
+        // One parent per node: the tree gives the path. An alias and a merge key: a node has
+        // several parents, and the path is the one walked (`/one/k/1/z`, not `/base/k/1/z`).
+        for (src, shared, nodes) in [
+            ("a:\n  b/c: [x, {k~: v}]\n  d: {e: 1}\n", false, 8),
+            (
+                "base: &b {k: [1, {z: 2}]}\none: *b\ntwo:\n  <<: *b\n  own: 3\n",
+                true,
+                17,
+            ),
+        ] {
+            let stream = load(src, &Limits::default()).unwrap();
+            assert_eq!(stream.tree.shares_nodes(), shared, "{src}");
+            let root = stream.roots().next().unwrap();
+            let mut seen = 0;
+            walk(&Located::root(root), "", &mut seen);
+            assert_eq!(seen, nodes, "{src}");
+            let found = resolve(root, if shared { "/two/k/1" } else { "/a/b~1c/1" }).unwrap();
+            let expected = if shared { "/two/k/1" } else { "/a/b~1c/1" };
+            assert_eq!(found.path(), expected);
+            assert_eq!(
+                found.child("z").map(|z| z.path()),
+                shared.then(|| "/two/k/1/z".to_owned())
+            );
+        }
+    }
+
+    #[test]
     fn resolves_through_maps_and_lists_with_escapes() {
         let src = "channels:\n  a/b~c:\n    list: [x, {k: v}]\n";
         let stream = load(src, &Limits::default()).unwrap();
         let root = stream.roots().next().unwrap();
         let found = resolve(root, "/channels/a~1b~0c/list/1/k").unwrap();
         assert_eq!(found.node.as_str(), Some("v"));
-        assert_eq!(found.path, "/channels/a~1b~0c/list/1/k");
+        assert_eq!(found.path(), "/channels/a~1b~0c/list/1/k");
         assert_eq!(
             found.pos(),
             Pos {
@@ -286,6 +347,6 @@ mod tests {
         assert!(resolve(root, "/channels/a~1b~0c/list/01").is_none());
         assert!(resolve(root, "/channels/missing").is_none());
         assert!(resolve(root, "no-leading-slash").is_none());
-        assert_eq!(resolve(root, "").unwrap().path, "");
+        assert_eq!(resolve(root, "").unwrap().path(), "");
     }
 }

@@ -72,7 +72,7 @@ pub(crate) fn finding(
 ) -> Finding {
     Finding {
         rule,
-        path: at.path.clone(),
+        path: at.path(),
         pos: at.pos(),
         message,
         hint,

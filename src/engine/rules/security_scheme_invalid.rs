@@ -89,8 +89,8 @@ pub(crate) fn check(analysis: &Analysis<'_>, out: &mut Vec<Finding>) {
 /// the hint says it in a form people can paste; close names get "did you mean".
 fn version_2_requirement(analysis: &Analysis<'_>, scheme: &Located<'_>) -> Option<String> {
     if !analysis.version.is_v3()
-        || scheme.path.starts_with("/components/securitySchemes/")
         || scheme.node.get("type").is_some()
+        || scheme.path().starts_with("/components/securitySchemes/")
     {
         return None;
     }
@@ -115,8 +115,9 @@ fn version_2_requirement(analysis: &Analysis<'_>, scheme: &Located<'_>) -> Optio
 
 /// `security scheme "<name>"` for a component, `inline security scheme` otherwise.
 pub(crate) fn scheme_label(scheme: &Located<'_>) -> String {
-    if scheme.path.starts_with("/components/securitySchemes/") {
-        format!("security scheme \"{}\"", last_token(&scheme.path))
+    let path = scheme.path();
+    if path.starts_with("/components/securitySchemes/") {
+        format!("security scheme \"{}\"", last_token(&path))
     } else {
         "inline security scheme".to_owned()
     }
