@@ -16,6 +16,10 @@ FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/asyncapi-guard /usr/local/bin/asyncapi-guard
 # The chart runs it with runAsUser/runAsGroup 65532 and a read-only root file system.
 USER 65532:65532
+# The allocator (mimalloc, src/main.rs) without transparent huge pages from its first
+# allocation: `serve` turns them off itself, but only once running, after the pages of
+# start-up were taken 2 MiB at a time (4 MiB more RSS).
+ENV MIMALLOC_ALLOW_THP=0
 EXPOSE 8443 9090
 ENTRYPOINT ["/usr/local/bin/asyncapi-guard"]
 CMD ["serve"]
