@@ -270,7 +270,7 @@ impl<'d> Analysis<'d> {
         self.root
             .get("components")
             .and_then(|c| c.get("securitySchemes"))
-            .map(|s| s.entries().iter().map(|e| e.key.as_ref()).collect())
+            .map(|s| s.entries().map(|e| e.key).collect())
             .unwrap_or_default()
     }
 }

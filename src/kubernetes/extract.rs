@@ -196,7 +196,7 @@ fn config_map<'o>(
             continue;
         };
         for entry in map.entries() {
-            let key: &'o str = &entry.key;
+            let key: &'o str = entry.key;
             let value = map.child(entry.value);
             let promised = match promised(key) {
                 Some(false) => continue,

@@ -116,7 +116,7 @@ fn json_size(node: NodeRef<'_>) -> usize {
     while let Some(node) = stack.pop() {
         match node.value() {
             Value::Scalar { text, kind } => {
-                let quotes = if *kind == crate::engine::document::ScalarKind::Str {
+                let quotes = if kind == crate::engine::document::ScalarKind::Str {
                     2
                 } else {
                     0
@@ -174,7 +174,6 @@ pub fn metadata_of(object: NodeRef<'_>) -> Result<ObjectMeta, String> {
             ));
         }
         map.entries()
-            .iter()
             .map(|entry| {
                 let value = map.child(entry.value);
                 value

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::{
-    Children, Entry, INDEXED, Limits, LoadError, Node, NodeId, Offset, Pos, ScalarKind, Stream,
-    Tree, Value,
+    Children, INDEXED, Limits, LoadError, Node, NodeId, Offset, Pos, ScalarKind, Slot, StoredEntry,
+    Stream, Text, Tree,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,19 +17,19 @@ pub(crate) enum Collection {
     Seq,
 }
 
-struct PendingKey<'a> {
-    text: Cow<'a, str>,
+struct PendingKey {
+    text: Text,
     at: Offset,
     merge: bool,
 }
 
-struct Open<'a> {
+struct Open {
     kind: Collection,
     at: Offset,
     anchor: usize,
     /// Where this collection's children start in `open_entries` / `open_items`.
     start: usize,
-    key: Option<PendingKey<'a>>,
+    key: Option<PendingKey>,
     /// Where this mapping's merge keys start in `open_merges`.
     merges_start: usize,
     /// Expanded node count of everything inside, aliases counted at their full size.
@@ -45,9 +45,9 @@ pub(crate) struct Builder<'a> {
     /// and merge keys (YAML's full parser): the others never look a size up, and a big
     /// document would pay eight bytes a node for nothing.
     sizes: Option<Vec<u64>>,
-    stack: Vec<Open<'a>>,
+    stack: Vec<Open>,
     /// The children of the open collections, innermost last.
-    open_entries: Vec<Entry<'a>>,
+    open_entries: Vec<StoredEntry>,
     open_items: Vec<NodeId>,
     /// The values of the merge keys (`<<`) of the open mappings, innermost last: rare, so
     /// kept beside the stack rather than in each of its frames.
@@ -95,7 +95,9 @@ impl<'a> Builder<'a> {
                 entries: Vec::with_capacity(entries),
                 key_order: Vec::new(),
                 items: Vec::with_capacity(nodes / 8),
-                source: positions.then_some(text),
+                source: text,
+                positions,
+                owned: String::new(),
                 lines: Default::default(),
                 shared: false,
                 parents: Default::default(),
@@ -118,8 +120,8 @@ impl<'a> Builder<'a> {
 
     /// The position of `at`, for an error.
     pub(crate) fn pos(&self, at: Offset) -> Pos {
-        match (self.tree.source, at.get()) {
-            (Some(_), Some(offset)) => super::pos_of(self.text, offset),
+        match at.get() {
+            Some(offset) if self.tree.positions => super::pos_of(self.text, offset),
             _ => Pos::UNKNOWN,
         }
     }
@@ -151,13 +153,10 @@ impl<'a> Builder<'a> {
         anchor: usize,
         merge_key: bool,
     ) -> Result<(), LoadError> {
+        let text = self.intern(text)?;
         if self.expects_key() {
             if anchor != 0 {
-                let value = Value::Scalar {
-                    text: text.clone(),
-                    kind: ScalarKind::Str,
-                };
-                let id = self.push_node(value, at, 1, 0);
+                let id = self.push_node(Slot::Scalar(text, ScalarKind::Str), at, 1, 0);
                 self.anchors.insert(anchor, id);
             }
             self.set_key(PendingKey {
@@ -167,7 +166,7 @@ impl<'a> Builder<'a> {
             });
             Ok(())
         } else {
-            let id = self.push_node(Value::Scalar { text, kind }, at, 1, 0);
+            let id = self.push_node(Slot::Scalar(text, kind), at, 1, 0);
             if anchor != 0 {
                 self.anchors.insert(anchor, id);
             }
@@ -175,12 +174,39 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// The key waiting for its value in the innermost mapping, if any.
-    pub(crate) fn pending_key(&self) -> Option<&str> {
-        self.stack.last()?.key.as_ref().map(|k| k.text.as_ref())
+    /// Where `text` is kept: in place when it is a slice of the source (most scalars, found
+    /// by address: the readers borrow from the source), else copied into the tree's own
+    /// text (escaped or folded scalars, a JSON value's strings, words like `null`).
+    fn intern(&mut self, text: Cow<'a, str>) -> Result<Text, LoadError> {
+        let source = self.tree.source;
+        let (base, address) = (source.as_ptr() as usize, text.as_ptr() as usize);
+        let in_place = match text {
+            Cow::Borrowed(slice)
+                if address >= base && address + slice.len() <= base + source.len() =>
+            {
+                Text::new(address - base, slice.len(), false)
+            }
+            _ => {
+                let start = self.tree.owned.len();
+                self.tree.owned.push_str(&text);
+                Text::new(start, text.len(), true)
+            }
+        };
+        // Past 2 GiB of text: far over any configured `max_bytes`, so this is the limit
+        // that applies, said the same way.
+        in_place.ok_or(LoadError::TooLarge {
+            size: self.tree.source.len().saturating_add(self.tree.owned.len()),
+            max: Text::OWNED as usize,
+        })
     }
 
-    fn set_key(&mut self, pending: PendingKey<'a>) {
+    /// The key waiting for its value in the innermost mapping, if any.
+    pub(crate) fn pending_key(&self) -> Option<&str> {
+        let key = self.stack.last()?.key.as_ref()?;
+        Some(self.tree.text(key.text))
+    }
+
+    fn set_key(&mut self, pending: PendingKey) {
         if let Some(open) = self.stack.last_mut() {
             open.key = Some(pending);
         }
@@ -227,7 +253,7 @@ impl<'a> Builder<'a> {
             Collection::Seq => {
                 let start = self.tree.items.len();
                 self.tree.items.extend(self.open_items.drain(open.start..));
-                Value::Seq(children(start, self.tree.items.len()))
+                Slot::Seq(children(start, self.tree.items.len()))
             }
             Collection::Map => {
                 let mut order = self.reject_duplicates(open.start)?;
@@ -244,7 +270,7 @@ impl<'a> Builder<'a> {
                 let len = self.open_entries.len() - open.start;
                 if len > INDEXED {
                     if merged {
-                        order = key_order(&self.open_entries[open.start..]);
+                        order = key_order(&self.tree, &self.open_entries[open.start..]);
                     }
                     // Only big mappings are indexed; the others' places stay unused.
                     self.tree.key_order.resize(start, 0);
@@ -253,7 +279,7 @@ impl<'a> Builder<'a> {
                 self.tree
                     .entries
                     .extend(self.open_entries.drain(open.start..));
-                Value::Map(children(start, self.tree.entries.len()))
+                Slot::Map(children(start, self.tree.entries.len()))
             }
         };
         let id = self.push_node(value, open.at, size, open.height);
@@ -268,8 +294,8 @@ impl<'a> Builder<'a> {
             return Err(LoadError::UnknownAnchor { pos: self.pos(at) });
         };
         if self.expects_key() {
-            let text = match &self.tree.nodes[id.index()].value {
-                Value::Scalar { text, .. } => text.clone(),
+            let text = match self.tree.nodes[id.index()].slot {
+                Slot::Scalar(text, _) => text,
                 _ => return Err(LoadError::ComplexKey { pos: self.pos(at) }),
             };
             self.set_key(PendingKey {
@@ -293,25 +319,27 @@ impl<'a> Builder<'a> {
     /// win, and in `<<: [a, b]` the entries of `a` win over those of `b`. Returns the
     /// expanded size added.
     fn merge_into(&mut self, start: usize, merge: NodeId, at: Offset) -> Result<u64, LoadError> {
-        let sources: Vec<NodeId> = match &self.tree.nodes[merge.index()].value {
-            Value::Map(_) => vec![merge],
-            Value::Seq(items) => self.tree.items[items.range()].to_vec(),
-            Value::Scalar { .. } => return Err(LoadError::BadMerge { pos: self.pos(at) }),
+        let sources: Vec<NodeId> = match self.tree.nodes[merge.index()].slot {
+            Slot::Map(_) => vec![merge],
+            Slot::Seq(items) => self.tree.items[items.range()].to_vec(),
+            Slot::Scalar(..) => return Err(LoadError::BadMerge { pos: self.pos(at) }),
         };
-        let mut present: HashSet<Cow<'a, str>> = self.open_entries[start..]
+        // Merge keys are rare: the keys are copied out rather than borrowed from the tree
+        // that the loop adds to.
+        let mut present: HashSet<String> = self.open_entries[start..]
             .iter()
-            .map(|e| e.key.clone())
+            .map(|e| self.tree.text(e.key).to_owned())
             .collect();
         let mut added = 0u64;
         for source in sources {
-            let Value::Map(source_entries) = &self.tree.nodes[source.index()].value else {
+            let Slot::Map(source_entries) = self.tree.nodes[source.index()].slot else {
                 return Err(LoadError::BadMerge { pos: self.pos(at) });
             };
             for index in source_entries.range() {
-                let entry = &self.tree.entries[index];
-                if present.insert(entry.key.clone()) {
+                let entry = self.tree.entries[index];
+                if present.insert(self.tree.text(entry.key).to_owned()) {
                     added = added.saturating_add(self.size_of(entry.value, at)?);
-                    self.open_entries.push(entry.clone());
+                    self.open_entries.push(entry);
                     self.merged_entries += 1;
                     self.tree.shared = true;
                 }
@@ -332,23 +360,26 @@ impl<'a> Builder<'a> {
     /// [`Tree`]), which the check sorts for anyway.
     fn reject_duplicates(&self, start: usize) -> Result<Vec<u32>, LoadError> {
         let entries = &self.open_entries[start..];
-        let duplicate = |first: &Entry<'_>, second: &Entry<'_>| LoadError::DuplicateKey {
-            key: second.key.to_string(),
+        let tree = &self.tree;
+        let duplicate = |first: &StoredEntry, second: &StoredEntry| LoadError::DuplicateKey {
+            key: tree.text(second.key).to_owned(),
             pos: self.pos(second.key_at),
             first_line: self.pos(first.key_at).line,
         };
+        let same =
+            |a: &StoredEntry, b: &StoredEntry| tree.key_bytes(a.key) == tree.key_bytes(b.key);
         if entries.len() <= INDEXED {
             for (i, later) in entries.iter().enumerate() {
-                if let Some(first) = entries[..i].iter().find(|e| e.key == later.key) {
+                if let Some(first) = entries[..i].iter().find(|e| same(e, later)) {
                     return Err(duplicate(first, later));
                 }
             }
             return Ok(Vec::new());
         }
-        let order = key_order(entries);
+        let order = key_order(tree, entries);
         for pair in order.windows(2) {
             let (first, second) = (&entries[pair[0] as usize], &entries[pair[1] as usize]);
-            if first.key == second.key {
+            if same(first, second) {
                 return Err(duplicate(first, second));
             }
         }
@@ -369,9 +400,9 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn push_node(&mut self, value: Value<'a>, at: Offset, size: u64, height: u32) -> NodeId {
+    fn push_node(&mut self, slot: Slot, at: Offset, size: u64, height: u32) -> NodeId {
         let id = NodeId(u32::try_from(self.tree.nodes.len()).unwrap_or(u32::MAX));
-        self.tree.nodes.push(Node { value, at, height });
+        self.tree.nodes.push(Node { slot, at, height });
         if let Some(sizes) = &mut self.sizes {
             sizes.push(size);
         }
@@ -404,7 +435,7 @@ impl<'a> Builder<'a> {
                 if key.merge {
                     self.open_merges.push((id, key.at));
                 } else {
-                    self.open_entries.push(Entry {
+                    self.open_entries.push(StoredEntry {
                         key: key.text,
                         key_at: key.at,
                         value: id,
@@ -442,17 +473,16 @@ impl<'a> Builder<'a> {
 }
 
 /// The positions of `entries` in key order (equal keys in the order they were written).
-fn key_order(entries: &[Entry<'_>]) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..entries.len())
-        .map(|i| u32::try_from(i).unwrap_or(u32::MAX))
+fn key_order(tree: &Tree<'_>, entries: &[StoredEntry]) -> Vec<u32> {
+    // Sorted with each key's bytes at hand, rather than found from its place on every
+    // comparison.
+    let mut keyed: Vec<(&[u8], u32)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (tree.key_bytes(e.key), u32::try_from(i).unwrap_or(u32::MAX)))
         .collect();
-    order.sort_unstable_by(|&a, &b| {
-        entries[a as usize]
-            .key
-            .cmp(&entries[b as usize].key)
-            .then(a.cmp(&b))
-    });
-    order
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, i)| i).collect()
 }
 
 fn children(start: usize, end: usize) -> Children {
@@ -465,6 +495,58 @@ fn children(start: usize, end: usize) -> Children {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_of_the_source_stay_in_place_and_others_are_copied() {
+        let source = "key: value";
+        let mut builder = Builder::new(source, true, &Limits::default());
+        builder.start_document(Offset::new(0));
+        builder.open(Collection::Map, Offset::new(0), 0).unwrap();
+        let own = String::from("value");
+        for text in [Cow::Borrowed(&source[..3]), Cow::Borrowed(own.as_str())] {
+            builder
+                .scalar(text, ScalarKind::Str, Offset::new(0), 0, false)
+                .unwrap();
+        }
+        builder
+            .scalar(
+                Cow::Borrowed(&source[5..]),
+                ScalarKind::Str,
+                Offset::new(5),
+                0,
+                false,
+            )
+            .unwrap();
+        builder
+            .scalar(
+                Cow::Owned("x~y".to_owned()),
+                ScalarKind::Str,
+                Offset::new(5),
+                0,
+                false,
+            )
+            .unwrap();
+        builder.close().unwrap();
+        let stream = builder.finish().unwrap();
+        // The keys are slices of the source; the values (a string of our own, and an owned
+        // text) are not.
+        let owned = |t: Text| t.start & Text::OWNED != 0;
+        let keys: Vec<bool> = stream.tree.entries.iter().map(|e| owned(e.key)).collect();
+        assert_eq!(keys, [false, false]);
+        let values: Vec<bool> = (stream.tree.nodes.iter())
+            .filter_map(|n| match n.slot {
+                Slot::Scalar(t, _) => Some(owned(t)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(values, [true, true]);
+        let root = stream.roots().next().unwrap();
+        let entries: Vec<_> = root
+            .entries()
+            .map(|e| (e.key, root.child(e.value).as_str()))
+            .collect();
+        assert_eq!(entries, [("key", Some("value")), ("value", Some("x~y"))]);
+    }
 
     #[test]
     fn a_builder_without_sizes_refuses_an_alias_rather_than_not_counting_it() {

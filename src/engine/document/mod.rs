@@ -16,7 +16,6 @@ pub mod pointer;
 pub mod value;
 pub mod yaml;
 
-use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::fmt;
 
@@ -131,46 +130,88 @@ impl Children {
     }
 }
 
-#[derive(Debug, PartialEq)]
+/// A node's value, as the rules read it.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Value<'a> {
-    Scalar {
-        text: Cow<'a, str>,
-        kind: ScalarKind,
-    },
+    Scalar { text: &'a str, kind: ScalarKind },
     Seq(Children),
     Map(Children),
 }
 
 /// One key of a mapping. Keys are scalars; `key_at` is where the key is written, which is
 /// where a finding about the entry points (`servers.production` is reported at `production:`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Entry<'a> {
-    pub key: Cow<'a, str>,
+    pub key: &'a str,
     pub key_at: Offset,
     pub value: NodeId,
 }
 
+/// Where a scalar's or a key's text is: a slice of the source, or (the high bit of `start`)
+/// of the tree's own text, for what the source does not hold as it is (escapes, folds, a
+/// number of a JSON value). Eight bytes where a `Cow<str>` took twenty-four: a node is 20
+/// bytes and an entry 16, half of what they were, and a big document's tree is written,
+/// read and faulted in at half the cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Text {
+    start: u32,
+    len: u32,
+}
+
+impl Text {
+    const OWNED: u32 = 1 << 31;
+    const EMPTY: Text = Text { start: 0, len: 0 };
+
+    /// `None` when the text does not fit (sources are bounded by `Limits::max_bytes`, far
+    /// below 2 GiB, so never in practice).
+    fn new(start: usize, len: usize, owned: bool) -> Option<Text> {
+        let start = u32::try_from(start).ok().filter(|s| s & Text::OWNED == 0)?;
+        Some(Text {
+            start: if owned { start | Text::OWNED } else { start },
+            len: u32::try_from(len).ok()?,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Slot {
+    Scalar(Text, ScalarKind),
+    Seq(Children),
+    Map(Children),
+}
+
 #[derive(Debug, PartialEq)]
-pub struct Node<'a> {
-    pub value: Value<'a>,
-    pub at: Offset,
+pub(crate) struct Node {
+    pub(crate) slot: Slot,
+    pub(crate) at: Offset,
     /// How many collections deep the node goes: 0 for a scalar, 1 for a collection of
     /// scalars. Lets a caller check a depth limit on a subtree without walking it.
-    pub height: u32,
+    pub(crate) height: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct StoredEntry {
+    pub(crate) key: Text,
+    pub(crate) key_at: Offset,
+    pub(crate) value: NodeId,
 }
 
 /// All nodes of one source (a YAML stream may hold several documents).
 #[derive(Debug, Default)]
 pub struct Tree<'a> {
-    nodes: Vec<Node<'a>>,
-    entries: Vec<Entry<'a>>,
+    nodes: Vec<Node>,
+    entries: Vec<StoredEntry>,
     /// For each mapping of more than [`INDEXED`] entries, at the same places as its
     /// entries: their positions in key order, so a lookup is a binary search rather than a
     /// scan (a document with thousands of channels resolves thousands of `$ref`s into them).
     key_order: Vec<u32>,
     items: Vec<NodeId>,
-    /// The text the offsets point into; `None` when positions are not to be shown.
-    source: Option<&'a str>,
+    /// The text offsets and borrowed texts point into.
+    source: &'a str,
+    /// Whether positions are shown (a custom resource's JSON has no lines a person wrote).
+    positions: bool,
+    /// The texts the source does not hold as they are: see [`Text`].
+    owned: String,
     lines: OnceCell<Vec<u32>>,
     /// Whether a node has more than one parent (a YAML alias or merge key): its path then
     /// depends on the way it was reached, and [`pointer::Located`] keeps that way.
@@ -191,6 +232,51 @@ impl<'a> Tree<'a> {
 
     pub fn node(&self, id: NodeId) -> NodeRef<'_> {
         NodeRef { tree: self, id }
+    }
+
+    /// The text `text` stands for.
+    pub(crate) fn text(&self, text: Text) -> &str {
+        let (base, range) = self.place(text);
+        // Texts are only made by the builder from these strings; the fallback keeps the
+        // path free of panics all the same.
+        base.get(range).unwrap_or("")
+    }
+
+    /// The bytes of `text`, for comparing keys: byte order is the order of `str`, and a
+    /// byte slice needs no check that its ends are character boundaries, which looking
+    /// keys up (a binary search over thousands) and sorting them paid on every comparison.
+    pub(crate) fn key_bytes(&self, text: Text) -> &[u8] {
+        let (base, range) = self.place(text);
+        base.as_bytes().get(range).unwrap_or(&[])
+    }
+
+    fn place(&self, text: Text) -> (&str, std::ops::Range<usize>) {
+        let (base, start) = if text.start & Text::OWNED != 0 {
+            (self.owned.as_str(), text.start & !Text::OWNED)
+        } else {
+            (self.source, text.start)
+        };
+        let start = start as usize;
+        (base, start..start + text.len as usize)
+    }
+
+    fn value_of(&self, node: &Node) -> Value<'_> {
+        match node.slot {
+            Slot::Scalar(text, kind) => Value::Scalar {
+                text: self.text(text),
+                kind,
+            },
+            Slot::Seq(children) => Value::Seq(children),
+            Slot::Map(children) => Value::Map(children),
+        }
+    }
+
+    fn entry_of(&self, entry: &StoredEntry) -> Entry<'_> {
+        Entry {
+            key: self.text(entry.key),
+            key_at: entry.key_at,
+            value: entry.value,
+        }
     }
 
     /// Whether some node has several parents (see [`pointer::Located`]).
@@ -220,8 +306,8 @@ impl<'a> Tree<'a> {
         for &(parent, place) in steps.iter().rev() {
             let parent = self.node(parent);
             match parent.value() {
-                Value::Map(_) => match parent.entries().get(place) {
-                    Some(entry) => pointer::push_onto(&mut path, &entry.key),
+                Value::Map(_) => match parent.entries().nth(place) {
+                    Some(entry) => pointer::push_onto(&mut path, entry.key),
                     None => break,
                 },
                 _ => {
@@ -236,9 +322,9 @@ impl<'a> Tree<'a> {
     fn parent_links(&self) -> Vec<(u32, u32)> {
         let mut parents = vec![(u32::MAX, 0); self.nodes.len()];
         for (index, node) in self.nodes.iter().enumerate() {
-            let children: &[NodeId] = match &node.value {
-                Value::Seq(items) => self.items.get(items.range()).unwrap_or(&[]),
-                Value::Map(entries) => {
+            let children: &[NodeId] = match node.slot {
+                Slot::Seq(items) => self.items.get(items.range()).unwrap_or(&[]),
+                Slot::Map(entries) => {
                     for (place, entry) in self
                         .entries
                         .get(entries.range())
@@ -252,7 +338,7 @@ impl<'a> Tree<'a> {
                     }
                     &[]
                 }
-                Value::Scalar { .. } => &[],
+                Slot::Scalar(..) => &[],
             };
             for (place, child) in children.iter().enumerate() {
                 if let Some(link) = parents.get_mut(child.index()) {
@@ -265,10 +351,10 @@ impl<'a> Tree<'a> {
 
     /// The line and column of `offset` in the source, if the tree has one.
     pub fn pos(&self, offset: Offset) -> Pos {
-        match (self.source, offset.get()) {
-            (Some(source), Some(offset)) => {
-                let lines = self.lines.get_or_init(|| line_starts(source));
-                pos_in(source, lines, offset)
+        match offset.get() {
+            Some(offset) if self.positions => {
+                let lines = self.lines.get_or_init(|| line_starts(self.source));
+                pos_in(self.source, lines, offset)
             }
             _ => Pos::UNKNOWN,
         }
@@ -308,11 +394,8 @@ pub(crate) fn pos_of(text: &str, offset: usize) -> Pos {
     pos_in(text, &line_starts(&text[..offset]), offset)
 }
 
-static MISSING: Node<'static> = Node {
-    value: Value::Scalar {
-        text: Cow::Borrowed(""),
-        kind: ScalarKind::Null,
-    },
+static MISSING: Node = Node {
+    slot: Slot::Scalar(Text::EMPTY, ScalarKind::Null),
     at: Offset::UNKNOWN,
     height: 0,
 };
@@ -331,7 +414,7 @@ impl fmt::Debug for NodeRef<'_> {
 }
 
 impl<'d> NodeRef<'d> {
-    fn raw(&self) -> &'d Node<'d> {
+    fn raw(&self) -> &'d Node {
         // Ids are only made by the tree that holds the node, so the fallback is unreachable;
         // it keeps this path free of panics all the same.
         self.tree.nodes.get(self.id.index()).unwrap_or(&MISSING)
@@ -357,22 +440,16 @@ impl<'d> NodeRef<'d> {
         self.raw().height
     }
 
-    pub fn value(&self) -> &'d Value<'d> {
-        &self.raw().value
+    pub fn value(&self) -> Value<'d> {
+        self.tree.value_of(self.raw())
     }
 
     pub fn is_map(&self) -> bool {
-        matches!(self.value(), Value::Map(_))
+        matches!(self.raw().slot, Slot::Map(_))
     }
 
     pub fn is_null(&self) -> bool {
-        matches!(
-            self.value(),
-            Value::Scalar {
-                kind: ScalarKind::Null,
-                ..
-            }
-        )
+        matches!(self.raw().slot, Slot::Scalar(_, ScalarKind::Null))
     }
 
     /// The text of a string scalar (`asyncapi: 2.6` is a number, not a string).
@@ -389,36 +466,56 @@ impl<'d> NodeRef<'d> {
     /// The text of any scalar but null.
     pub fn scalar_text(&self) -> Option<&'d str> {
         match self.value() {
-            Value::Scalar { kind, .. } if *kind == ScalarKind::Null => None,
+            Value::Scalar {
+                kind: ScalarKind::Null,
+                ..
+            } => None,
             Value::Scalar { text, .. } => Some(text),
             _ => None,
         }
     }
 
-    pub fn entries(&self) -> &'d [Entry<'d>] {
-        match self.value() {
-            Value::Map(children) => self.tree.entries.get(children.range()).unwrap_or(&[]),
+    fn stored_entries(&self) -> &'d [StoredEntry] {
+        match self.raw().slot {
+            Slot::Map(children) => self.tree.entries.get(children.range()).unwrap_or(&[]),
             _ => &[],
         }
     }
 
-    pub fn entry(&self, key: &str) -> Option<&'d Entry<'d>> {
-        let entries = self.entries();
+    /// The entries of a mapping, in the order written; none for anything else.
+    pub fn entries(
+        &self,
+    ) -> impl ExactSizeIterator<Item = Entry<'d>> + DoubleEndedIterator + Clone + use<'d> {
+        let tree = self.tree;
+        self.stored_entries().iter().map(|e| tree.entry_of(e))
+    }
+
+    pub fn entry(&self, key: &str) -> Option<Entry<'d>> {
+        let tree = self.tree;
+        let entries = self.stored_entries();
         if entries.len() <= INDEXED {
-            return entries.iter().find(|e| e.key == key);
+            // Lengths first: most keys differ in length, and that needs no text.
+            return entries
+                .iter()
+                .find(|e| {
+                    e.key.len as usize == key.len() && tree.key_bytes(e.key) == key.as_bytes()
+                })
+                .map(|e| tree.entry_of(e));
         }
-        let Value::Map(children) = self.value() else {
+        let Slot::Map(children) = self.raw().slot else {
             return None;
         };
-        let order = self.tree.key_order.get(children.range())?;
+        let order = tree.key_order.get(children.range())?;
         let found = order
             .binary_search_by(|&i| {
                 entries
                     .get(i as usize)
-                    .map_or(std::cmp::Ordering::Less, |e| e.key.as_ref().cmp(key))
+                    .map_or(std::cmp::Ordering::Less, |e| {
+                        tree.key_bytes(e.key).cmp(key.as_bytes())
+                    })
             })
             .ok()?;
-        entries.get(order[found] as usize)
+        entries.get(order[found] as usize).map(|e| tree.entry_of(e))
     }
 
     pub fn get(&self, key: &str) -> Option<NodeRef<'d>> {
@@ -436,8 +533,8 @@ impl<'d> NodeRef<'d> {
     }
 
     fn item_ids(&self) -> &'d [NodeId] {
-        match self.value() {
-            Value::Seq(children) => self.tree.items.get(children.range()).unwrap_or(&[]),
+        match self.raw().slot {
+            Slot::Seq(children) => self.tree.items.get(children.range()).unwrap_or(&[]),
             _ => &[],
         }
     }
@@ -617,9 +714,19 @@ impl<'a> Stream<'a> {
     #[doc(hidden)]
     pub fn difference(&self, other: &Stream<'_>) -> Option<String> {
         let (a, b) = (&self.tree, &other.tree);
+        // Compared as read, not as stored: one reader may borrow a text the other copied.
+        fn nodes<'t>(t: &'t Tree<'_>) -> Vec<(Value<'t>, Offset, u32)> {
+            t.nodes
+                .iter()
+                .map(|n| (t.value_of(n), n.at, n.height))
+                .collect()
+        }
+        fn entries<'t>(t: &'t Tree<'_>) -> Vec<Entry<'t>> {
+            t.entries.iter().map(|e| t.entry_of(e)).collect()
+        }
         first_difference("document", &self.documents, &other.documents)
-            .or_else(|| first_difference("node", &a.nodes, &b.nodes))
-            .or_else(|| first_difference("entry", &a.entries, &b.entries))
+            .or_else(|| first_difference("node", &nodes(a), &nodes(b)))
+            .or_else(|| first_difference("entry", &entries(a), &entries(b)))
             .or_else(|| first_difference("item", &a.items, &b.items))
     }
 }

@@ -67,11 +67,11 @@ impl<'d> Located<'d> {
 
     /// Every entry of a mapping, as `(key, value)`.
     pub fn children(&self) -> impl Iterator<Item = (&'d str, Located<'d>)> + '_ {
-        self.node.entries().iter().map(move |entry| {
+        self.node.entries().map(move |entry| {
             (
-                entry.key.as_ref(),
+                entry.key,
                 self.step(self.node.child(entry.value), entry.key_at, |r| {
-                    push(r, &entry.key)
+                    push(r, entry.key)
                 }),
             )
         })

@@ -61,7 +61,7 @@ fn declared_scopes<'d>(scheme: NodeRef<'d>, field: &str) -> BTreeSet<&'d str> {
     FLOWS
         .iter()
         .filter_map(|(flow, _)| flows.get(flow)?.get(field))
-        .flat_map(|scopes| scopes.entries().iter().map(|e| e.key.as_ref()))
+        .flat_map(|scopes| scopes.entries().map(|e| e.key))
         .collect()
 }
 

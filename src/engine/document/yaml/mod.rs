@@ -47,7 +47,7 @@ mod tests {
     fn kind_of(src: &str) -> ScalarKind {
         let stream = parse(src, &Limits::default()).unwrap();
         match root(&stream).value() {
-            Value::Scalar { kind, .. } => *kind,
+            Value::Scalar { kind, .. } => kind,
             other => panic!("not a scalar: {other:?}"),
         }
     }
