@@ -15,6 +15,10 @@ use generated::generated_v3;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
+/// The binary's allocator (src/main.rs), so that what is measured is what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn corpus(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
     let dir = if dir.is_dir() {
