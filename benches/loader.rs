@@ -22,6 +22,11 @@ use std::time::Duration;
 
 use asyncapi_guard::engine::document::{self, Limits, value::to_json, yaml};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+/// The binary's allocator (src/main.rs), for every parser alike: what is measured is what
+/// ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use generated::generated_v3;
 
 fn saphyr_events(text: &str) -> usize {
