@@ -110,10 +110,14 @@ fn offset(span: &Span) -> Offset {
 fn run<'a>(text: &'a str, limits: &Limits, mode: Indentation) -> Result<Stream<'a>, Failure> {
     // Our depth limit must be the one that applies, not the parser's own.
     let nesting = limits.max_depth.saturating_add(1).max(255);
+    // Comments are not read: their events are off. kube's own YAML reader turns granit's
+    // `comments` feature on for the whole build, and with it granit buffers the comments it
+    // meets while looking ahead and refuses valid YAML past 96 of them in a row.
     let options = granit_parser::options! {
         strict_indentation: mode == Indentation::Strict,
         flow_nesting_limit: nesting,
         block_nesting_limit: nesting,
+        emit_comments: false,
     };
     let mut parser = Parser::new_from_str_with_options(text, options);
     let mut builder = Builder::with_aliases(text, true, limits);
@@ -304,6 +308,22 @@ mod tests {
 
     fn load(text: &str) -> Result<Stream<'_>, LoadError> {
         parse(text, &Limits::default())
+    }
+
+    #[test]
+    fn any_number_of_comments_may_stand_between_a_key_and_its_value() {
+        // A long commented-out block where the parser looks ahead for the value. With its
+        // comment events on (kube's YAML reader turns granit's `comments` feature on for the
+        // whole build), granit buffers them and refused past 96: valid YAML refused. Found by
+        // the yaml_differential fuzz target, where the block reader read the text.
+        let comments = "# a commented-out line\n".repeat(300);
+        for text in [
+            format!("key:\n{comments}  value\nother: &a x\n"),
+            format!("key:    # trailing\n{comments}- item\n"),
+            format!("- a\n{comments}- b\n"),
+        ] {
+            assert!(load(&text).is_ok(), "{:?}", load(&text).err());
+        }
     }
 
     #[test]
