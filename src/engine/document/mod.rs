@@ -304,13 +304,10 @@ impl<'a> Tree<'a> {
         }
         let mut path = String::new();
         for &(parent, place) in steps.iter().rev() {
-            let parent = self.node(parent);
-            match parent.value() {
-                Value::Map(_) => match parent.entries().nth(place) {
-                    Some(entry) => pointer::push_onto(&mut path, entry.key),
-                    None => break,
-                },
-                _ => {
+            // A mapping's child is named by its key, a list's by its place.
+            match self.node(parent).stored_entries().get(place) {
+                Some(entry) => pointer::push_onto(&mut path, self.text(entry.key)),
+                None => {
                     use std::fmt::Write;
                     let _ = write!(path, "/{place}");
                 }
@@ -321,26 +318,11 @@ impl<'a> Tree<'a> {
 
     fn parent_links(&self) -> Vec<(u32, u32)> {
         let mut parents = vec![(u32::MAX, 0); self.nodes.len()];
-        for (index, node) in self.nodes.iter().enumerate() {
-            let children: &[NodeId] = match node.slot {
-                Slot::Seq(items) => self.items.get(items.range()).unwrap_or(&[]),
-                Slot::Map(entries) => {
-                    for (place, entry) in self
-                        .entries
-                        .get(entries.range())
-                        .unwrap_or(&[])
-                        .iter()
-                        .enumerate()
-                    {
-                        if let Some(link) = parents.get_mut(entry.value.index()) {
-                            *link = (index as u32, place as u32);
-                        }
-                    }
-                    &[]
-                }
-                Slot::Scalar(..) => &[],
-            };
-            for (place, child) in children.iter().enumerate() {
+        for index in 0..self.nodes.len() {
+            let node = self.node(NodeId(index as u32));
+            let children = (node.stored_entries().iter().map(|e| e.value))
+                .chain(node.item_ids().iter().copied());
+            for (place, child) in children.enumerate() {
                 if let Some(link) = parents.get_mut(child.index()) {
                     *link = (index as u32, place as u32);
                 }
