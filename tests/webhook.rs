@@ -123,7 +123,8 @@ async fn every_captured_review_gets_its_verdict() {
 
 /// Issue 9: Argo CD and Flux re-send unchanged objects; a dry run is followed by the same
 /// apply. The verdict comes from the memo, the denial still names the request's object, and
-/// a configuration reload starts an empty memo.
+/// a configuration reload starts an empty memo. A dry run's document is kept at once; any
+/// other the second time it comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_documents_are_judged_from_the_memo_until_a_reload() {
     let pki = Pki::new();
@@ -157,18 +158,26 @@ async fn repeated_documents_are_judged_from_the_memo_until_a_reload() {
             .await
             .contains("asyncapi_guard_memo_entries 0")
     );
-    let warned = pki.client.review(server.admission, "", real).await;
+    let warned = pki.client.review(server.admission, "", real.clone()).await;
     assert_eq!(
         response(&warned)["allowed"],
         true,
         "judged under the new mode"
     );
-    assert!(
-        server
-            .metrics_text()
-            .await
-            .contains("asyncapi_guard_memo_lookups_total{result=\"miss\"} 2")
-    );
+    // Not a dry run: the document is kept the second time it comes, and found the third.
+    for _ in 0..2 {
+        let again = pki.client.review(server.admission, "", real.clone()).await;
+        assert_eq!(response(&again), response(&warned));
+    }
+    let metrics = server.metrics_text().await;
+    for line in [
+        "asyncapi_guard_memo_lookups_total{result=\"first_sight\"} 1",
+        "asyncapi_guard_memo_lookups_total{result=\"miss\"} 2",
+        "asyncapi_guard_memo_lookups_total{result=\"hit\"} 2",
+        "asyncapi_guard_memo_entries 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 }
 
 /// Every CREATE and UPDATE again, with a secure and an insecure document put into it.

@@ -9,8 +9,17 @@
 //! engine and is dropped with it when the configuration is reloaded. Only the engine's
 //! own results are kept (never cluster state), and messages that name the object are
 //! rendered per request from them.
+//!
+//! A document enters the memo the second time it is seen ([`Keep::OnRepeat`]), or at once
+//! when it is sure to come again ([`Keep::Now`]: a dry run). Which documents were seen once
+//! is kept as fast fingerprints by a [`Doorkeeper`], the admission filter of TinyLFU: a
+//! document seen only once costs no SHA-256 and no entry (hashing a 3 KB document and
+//! storing its verdict were an eighth of the webhook's time when every document was new),
+//! and one-off documents do not push out the ones GitOps re-sends.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
@@ -19,11 +28,40 @@ use ring::digest;
 use super::finding::Mode;
 use super::{Engine, Evaluation, Overrides};
 
+/// When a document the memo does not hold is put into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// At once: the same document is expected again (a dry run is followed by its apply).
+    Now,
+    /// The second time it is seen (within the doorkeeper's memory).
+    OnRepeat,
+}
+
+/// A memo and when to keep what it does not hold: how the webhook judges with it.
+#[derive(Debug, Clone, Copy)]
+pub struct WithMemo<'m> {
+    pub memo: &'m Memo,
+    pub keep: Keep,
+}
+
 /// What a lookup did, for the metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
     Hit,
     Miss,
+    /// Not looked up: the first time the document was seen, it is judged and not kept.
+    FirstSight,
+}
+
+impl Lookup {
+    /// The metric's label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lookup::Hit => "hit",
+            Lookup::Miss => "miss",
+            Lookup::FirstSight => "first_sight",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -57,6 +95,44 @@ impl Weighter<Key, Entry> for ByApproximateSize {
 
 pub struct Memo {
     cache: Cache<Key, Entry, ByApproximateSize>,
+    doorkeeper: Doorkeeper,
+}
+
+/// Fingerprints of the documents seen lately, one per slot, a newer one taking the slot of
+/// an older. Safe with a fast, non-cryptographic hash: a fingerprint only decides whether a
+/// document is looked up and kept by its SHA-256, never whose verdict it gets. Two documents
+/// with one fingerprint cost a SHA-256 the first of them did not need; a document whose
+/// slot was taken in between is judged once more. Neither changes a verdict.
+struct Doorkeeper {
+    slots: Box<[AtomicU64]>,
+    /// Seeded per process, so that which documents share a slot cannot be planned.
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Doorkeeper {
+    /// 256 KiB: a cluster's documents between two syncs fit many times over.
+    const SLOTS: usize = 1 << 15;
+
+    fn new() -> Doorkeeper {
+        Doorkeeper {
+            slots: (0..Doorkeeper::SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    /// Whether the document was seen before (under the same options); it counts as seen
+    /// from now on. Relaxed: concurrent requests may each take it as new, which only means
+    /// judging it without the memo.
+    fn seen_before(&self, bytes: &[u8], overrides: &Overrides, candidate: bool) -> bool {
+        let fingerprint = self.hasher.hash_one((
+            bytes,
+            overrides.mode,
+            overrides.all_servers_production,
+            candidate,
+        )) | 1; // never the empty slot's 0
+        let slot = (fingerprint >> 32) as usize % Doorkeeper::SLOTS;
+        self.slots[slot].swap(fingerprint, Ordering::Relaxed) == fingerprint
+    }
 }
 
 impl std::fmt::Debug for Memo {
@@ -75,6 +151,7 @@ impl Memo {
         let estimated_items = usize::try_from(max_bytes / 512).unwrap_or(1024).max(16);
         Memo {
             cache: Cache::with_weighter(estimated_items, max_bytes, ByApproximateSize),
+            doorkeeper: Doorkeeper::new(),
         }
     }
 
@@ -89,13 +166,30 @@ impl Memo {
         }
     }
 
+    /// Whether the document is to be judged without the memo (its first sight). Either way
+    /// it counts as seen from now on: the apply after a dry run then finds it.
+    fn first_sight(
+        &self,
+        keep: Keep,
+        bytes: &[u8],
+        overrides: &Overrides,
+        candidate: bool,
+    ) -> bool {
+        let seen = self.doorkeeper.seen_before(bytes, overrides, candidate);
+        keep == Keep::OnRepeat && !seen
+    }
+
     /// [`Engine::evaluate_bytes`], memoised.
     pub fn evaluate_bytes(
         &self,
         engine: &Engine,
         bytes: &[u8],
         overrides: &Overrides,
+        keep: Keep,
     ) -> (Evaluation, Lookup) {
+        if self.first_sight(keep, bytes, overrides, false) {
+            return (engine.evaluate_bytes(bytes, overrides), Lookup::FirstSight);
+        }
         let key = Memo::key(bytes, overrides, false);
         if let Some(Some(evaluation)) = self.cache.get(&key).as_deref() {
             return (evaluation.clone(), Lookup::Hit);
@@ -111,7 +205,14 @@ impl Memo {
         engine: &Engine,
         bytes: &[u8],
         overrides: &Overrides,
+        keep: Keep,
     ) -> (Option<Evaluation>, Lookup) {
+        if self.first_sight(keep, bytes, overrides, true) {
+            return (
+                engine.evaluate_if_asyncapi(bytes, overrides),
+                Lookup::FirstSight,
+            );
+        }
         let key = Memo::key(bytes, overrides, true);
         if let Some(entry) = self.cache.get(&key) {
             return (entry.as_ref().clone(), Lookup::Hit);
@@ -147,9 +248,9 @@ mod tests {
         let engine = Engine::default();
         let memo = Memo::new(1 << 20);
         let enforce = Overrides::default();
-        let (first, lookup) = memo.evaluate_bytes(&engine, INSECURE, &enforce);
+        let (first, lookup) = memo.evaluate_bytes(&engine, INSECURE, &enforce, Keep::Now);
         assert_eq!(lookup, Lookup::Miss);
-        let (again, lookup) = memo.evaluate_bytes(&engine, INSECURE, &enforce);
+        let (again, lookup) = memo.evaluate_bytes(&engine, INSECURE, &enforce, Keep::Now);
         assert_eq!(lookup, Lookup::Hit);
         assert_eq!(first, again);
         assert_eq!(first, engine.evaluate_bytes(INSECURE, &enforce));
@@ -159,29 +260,99 @@ mod tests {
             mode: Mode::Warn,
             ..Overrides::default()
         };
-        let (warned, lookup) = memo.evaluate_bytes(&engine, INSECURE, &warn);
+        let (warned, lookup) = memo.evaluate_bytes(&engine, INSECURE, &warn, Keep::Now);
         assert_eq!(lookup, Lookup::Miss);
         assert!(warned.allowed() && !first.allowed());
         // One byte more is another document.
         let mut changed = INSECURE.to_vec();
         changed.push(b'\n');
         assert_eq!(
-            memo.evaluate_bytes(&engine, &changed, &enforce).1,
+            memo.evaluate_bytes(&engine, &changed, &enforce, Keep::Now)
+                .1,
             Lookup::Miss
         );
         // A candidate's "not AsyncAPI" is remembered too, apart from a promised document's.
         assert_eq!(
-            memo.evaluate_if_asyncapi(&engine, b"leader: x", &enforce),
+            memo.evaluate_if_asyncapi(&engine, b"leader: x", &enforce, Keep::Now),
             (None, Lookup::Miss)
         );
         assert_eq!(
-            memo.evaluate_if_asyncapi(&engine, b"leader: x", &enforce),
+            memo.evaluate_if_asyncapi(&engine, b"leader: x", &enforce, Keep::Now),
             (None, Lookup::Hit)
         );
         assert_eq!(
-            memo.evaluate_bytes(&engine, b"leader: x", &enforce).1,
+            memo.evaluate_bytes(&engine, b"leader: x", &enforce, Keep::Now)
+                .1,
             Lookup::Miss
         );
+    }
+
+    #[test]
+    fn a_document_is_kept_when_seen_again_unless_it_is_sure_to_come_again() {
+        let engine = Engine::default();
+        let memo = Memo::new(1 << 20);
+        let enforce = Overrides::default();
+        let judged = engine.evaluate_bytes(INSECURE, &enforce);
+        let lookups: Vec<_> = (0..3)
+            .map(|_| {
+                let (evaluation, lookup) =
+                    memo.evaluate_bytes(&engine, INSECURE, &enforce, Keep::OnRepeat);
+                assert_eq!(evaluation, judged);
+                lookup
+            })
+            .collect();
+        assert_eq!(lookups, [Lookup::FirstSight, Lookup::Miss, Lookup::Hit]);
+        assert_eq!(memo.len(), 1);
+
+        // Seen under other options, or as a candidate, it is another document.
+        let warn = Overrides {
+            mode: Mode::Warn,
+            ..Overrides::default()
+        };
+        assert_eq!(
+            memo.evaluate_bytes(&engine, INSECURE, &warn, Keep::OnRepeat)
+                .1,
+            Lookup::FirstSight
+        );
+        assert_eq!(
+            memo.evaluate_if_asyncapi(&engine, INSECURE, &enforce, Keep::OnRepeat)
+                .1,
+            Lookup::FirstSight
+        );
+        assert_eq!(
+            memo.evaluate_if_asyncapi(&engine, INSECURE, &enforce, Keep::OnRepeat)
+                .1,
+            Lookup::Miss
+        );
+
+        // A dry run's document is kept at once: its apply follows.
+        let other = b"asyncapi: 3.0.0\nservers: {}\n";
+        assert_eq!(
+            memo.evaluate_bytes(&engine, other, &enforce, Keep::Now).1,
+            Lookup::Miss
+        );
+        assert_eq!(
+            memo.evaluate_bytes(&engine, other, &enforce, Keep::OnRepeat)
+                .1,
+            Lookup::Hit
+        );
+    }
+
+    #[test]
+    fn documents_seen_once_take_no_room() {
+        let engine = Engine::default();
+        let memo = Memo::new(1 << 20);
+        for i in 0..1000 {
+            let document = format!("asyncapi: 3.0.0\nx-n: {i}\n");
+            let (_, lookup) = memo.evaluate_bytes(
+                &engine,
+                document.as_bytes(),
+                &Overrides::default(),
+                Keep::OnRepeat,
+            );
+            assert_eq!(lookup, Lookup::FirstSight);
+        }
+        assert!(memo.is_empty());
     }
 
     #[test]
@@ -192,7 +363,12 @@ mod tests {
             let document = format!(
                 "asyncapi: 3.0.0\nx-n: {i}\nservers:\n  production:\n    host: x\n    protocol: amqp\n"
             );
-            memo.evaluate_bytes(&engine, document.as_bytes(), &Overrides::default());
+            memo.evaluate_bytes(
+                &engine,
+                document.as_bytes(),
+                &Overrides::default(),
+                Keep::Now,
+            );
         }
         assert!(memo.weight() <= 64 * 1024, "{}", memo.weight());
         assert!(memo.len() < 5000);

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::engine::document::{Limits, NodeRef, Value, pointer};
-use crate::engine::memo::{Lookup, Memo};
+use crate::engine::memo::{Lookup, WithMemo};
 use crate::engine::{Engine, Evaluation, Overrides};
 use extract::{Carried, Content, ExtractConfig, ObjectId};
 
@@ -19,19 +19,19 @@ use extract::{Carried, Content, ExtractConfig, ObjectId};
 /// comes back for the metrics.
 pub fn judge_carried(
     engine: &Engine,
-    memo: Option<&Memo>,
+    memo: Option<WithMemo<'_>>,
     carried: &Carried<'_>,
     overrides: &Overrides,
     field: impl FnOnce(&str) -> Option<Evaluation>,
 ) -> (Option<Evaluation>, Option<Lookup>) {
     match (&carried.content, memo) {
-        (Content::Text(bytes), Some(memo)) => {
-            let (evaluation, lookup) = memo.evaluate_bytes(engine, bytes, overrides);
+        (Content::Text(bytes), Some(WithMemo { memo, keep })) => {
+            let (evaluation, lookup) = memo.evaluate_bytes(engine, bytes, overrides, keep);
             (Some(evaluation), Some(lookup))
         }
         (Content::Text(bytes), None) => (Some(engine.evaluate_bytes(bytes, overrides)), None),
-        (Content::Candidate(bytes), Some(memo)) => {
-            let (evaluation, lookup) = memo.evaluate_if_asyncapi(engine, bytes, overrides);
+        (Content::Candidate(bytes), Some(WithMemo { memo, keep })) => {
+            let (evaluation, lookup) = memo.evaluate_if_asyncapi(engine, bytes, overrides, keep);
             (evaluation, Some(lookup))
         }
         (Content::Candidate(bytes), None) => (engine.evaluate_if_asyncapi(bytes, overrides), None),
@@ -78,7 +78,7 @@ pub fn object_limits(engine: &Engine) -> Limits {
 /// if it has them, and under the configured depth limit counted from the field.
 pub fn judge_object(
     engine: &Engine,
-    memo: Option<&Memo>,
+    memo: Option<WithMemo<'_>>,
     id: &ObjectId,
     meta: &ObjectMeta,
     body: NodeRef<'_>,

@@ -194,13 +194,9 @@ impl Metrics {
                 .inc();
         }
         for lookup in outcome.memo {
-            let result = match lookup {
-                Lookup::Hit => "hit",
-                Lookup::Miss => "miss",
-            };
             self.memo_lookups
                 .get_or_create(&ResultLabels {
-                    result: result.to_owned(),
+                    result: lookup.as_str().to_owned(),
                 })
                 .inc();
         }

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::engine::document::{Limits, NodeRef, ScalarKind, Value, json};
 use crate::engine::finding::{Mode, RuleId};
-use crate::engine::memo::Lookup;
+use crate::engine::memo::{Keep, Lookup, WithMemo};
 use crate::engine::{Engine, Overrides};
 use crate::kubernetes::extract::ObjectId;
 use crate::kubernetes::{judge_object, metadata_of, object_limits};
@@ -419,7 +419,14 @@ fn judge_request(
     };
     let documents = judge_object(
         &active.engine,
-        Some(&active.memo),
+        Some(WithMemo {
+            memo: &active.memo,
+            keep: if request.dry_run {
+                Keep::Now
+            } else {
+                Keep::OnRepeat
+            },
+        }),
         &id,
         &metadata,
         body,
