@@ -186,6 +186,13 @@ impl<'a> Builder<'a> {
             {
                 Text::new(address - base, slice.len(), false)
             }
+            // The first owned text becomes the tree's own text as it is: a review's one
+            // escaped document is not copied again.
+            Cow::Owned(text) if self.tree.owned.is_empty() => {
+                let len = text.len();
+                self.tree.owned = text;
+                Text::new(0, len, true)
+            }
             _ => {
                 let start = self.tree.owned.len();
                 self.tree.owned.push_str(&text);

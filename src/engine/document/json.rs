@@ -401,7 +401,11 @@ impl<'a> JsonParser<'a, '_> {
         start: usize,
         mut escape: usize,
     ) -> Result<Cow<'a, str>, LoadError> {
-        let mut out = String::with_capacity(escape - start + 16);
+        // Sized to the next '"': the closing quote unless an escaped one comes first, so a
+        // long escaped string (a document in a ConfigMap, a line per `\n`) is not regrown
+        // and copied a dozen times, and the size is never more than the string's own.
+        let next_quote = memchr::memchr(b'"', self.bytes.get(escape..).unwrap_or_default());
+        let mut out = String::with_capacity(escape - start + next_quote.unwrap_or(16));
         out.push_str(&self.text[start..escape]);
         loop {
             // At a backslash.
@@ -504,6 +508,19 @@ mod tests {
             serde_json::json!({"a": [1, -2500.0, true, false, null], "b\n\u{e9}🚀": "x\"\\/\u{8}\u{c}\r\t"})
         );
         assert_eq!(root_of("\"\u{FFFF}\""), serde_json::json!("\u{FFFF}"));
+        // Long escaped strings, an escaped quote early and late (the first is the tree's own
+        // text as it was read, the others are added to it).
+        let line = "servers:\\n  production:\\n".repeat(40);
+        assert_eq!(
+            root_of(&format!(
+                r#"{{"d": "{line}\"{line}", "e": "\u00e9{line}\"", "f": "a\tb"}}"#
+            )),
+            serde_json::json!({
+                "d": format!("{0}\"{0}", "servers:\n  production:\n".repeat(40)),
+                "e": format!("\u{e9}{}\"", "servers:\n  production:\n".repeat(40)),
+                "f": "a\tb",
+            })
+        );
         assert_eq!(root_of("[]"), serde_json::json!([]));
     }
 
