@@ -25,7 +25,6 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 use ring::digest;
 
-use super::finding::Mode;
 use super::{Engine, Evaluation, Overrides};
 
 /// When a document the memo does not hold is put into it.
@@ -67,8 +66,7 @@ impl Lookup {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     digest: [u8; 32],
-    mode: Mode,
-    all_servers_production: bool,
+    overrides: Overrides,
     candidate: bool,
 }
 
@@ -124,12 +122,9 @@ impl Doorkeeper {
     /// from now on. Relaxed: concurrent requests may each take it as new, which only means
     /// judging it without the memo.
     fn seen_before(&self, bytes: &[u8], overrides: &Overrides, candidate: bool) -> bool {
-        let fingerprint = self.hasher.hash_one((
-            bytes,
-            overrides.mode,
-            overrides.all_servers_production,
-            candidate,
-        )) | 1; // never the empty slot's 0
+        // What the memo's key holds, with the bytes in place of their SHA-256; never 0, the
+        // empty slot.
+        let fingerprint = self.hasher.hash_one((bytes, overrides, candidate)) | 1;
         let slot = (fingerprint >> 32) as usize % Doorkeeper::SLOTS;
         self.slots[slot].swap(fingerprint, Ordering::Relaxed) == fingerprint
     }
@@ -160,8 +155,7 @@ impl Memo {
         digest.copy_from_slice(digest::digest(&digest::SHA256, bytes).as_ref());
         Key {
             digest,
-            mode: overrides.mode,
-            all_servers_production: overrides.all_servers_production,
+            overrides: *overrides,
             candidate,
         }
     }
@@ -239,6 +233,7 @@ impl Memo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::finding::Mode;
 
     const INSECURE: &[u8] =
         b"asyncapi: 3.0.0\nservers:\n  production:\n    host: x\n    protocol: amqp\n";

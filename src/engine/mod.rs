@@ -18,7 +18,7 @@ use rules::document_invalid;
 
 /// What a single request may change about the policy (the webhook's query string, the
 /// CLI's flags): it can only relax the mode, and can make every server production.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Overrides {
     pub mode: Mode,
     pub all_servers_production: bool,

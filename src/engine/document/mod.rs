@@ -307,10 +307,7 @@ impl<'a> Tree<'a> {
             // A mapping's child is named by its key, a list's by its place.
             match self.node(parent).stored_entries().get(place) {
                 Some(entry) => pointer::push_onto(&mut path, self.text(entry.key)),
-                None => {
-                    use std::fmt::Write;
-                    let _ = write!(path, "/{place}");
-                }
+                None => pointer::push_index_onto(&mut path, place),
             }
         }
         path

@@ -106,11 +106,16 @@ pub(crate) fn push_onto(path: &mut String, token: &str) {
 }
 
 pub fn push_index(path: &str, index: usize) -> String {
-    use std::fmt::Write;
     let mut out = String::with_capacity(path.len() + 8);
     out.push_str(path);
-    let _ = write!(out, "/{index}");
+    push_index_onto(&mut out, index);
     out
+}
+
+/// Appends `/index` to `path`.
+pub(crate) fn push_index_onto(path: &mut String, index: usize) {
+    use std::fmt::Write;
+    let _ = write!(path, "/{index}");
 }
 
 /// A `$ref` string: inside this document (`#...`), or anywhere else (never fetched).
