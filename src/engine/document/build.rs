@@ -94,6 +94,7 @@ impl<'a> Builder<'a> {
                 nodes: Vec::with_capacity(nodes),
                 entries: Vec::with_capacity(entries),
                 key_order: Vec::new(),
+                indexed: Vec::new(),
                 items: Vec::with_capacity(nodes / 8),
                 source: text,
                 positions,
@@ -279,8 +280,10 @@ impl<'a> Builder<'a> {
                     if merged {
                         order = key_order(&self.tree, &self.open_entries[open.start..]);
                     }
-                    // Only big mappings are indexed; the others' places stay unused.
-                    self.tree.key_order.resize(start, 0);
+                    // Only big mappings are indexed (see `Tree::indexed`).
+                    let place = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                    let at = (place(start), place(self.tree.key_order.len()));
+                    self.tree.indexed.push(at);
                     self.tree.key_order.extend(order);
                 }
                 self.tree

@@ -201,10 +201,15 @@ pub(crate) struct StoredEntry {
 pub struct Tree<'a> {
     nodes: Vec<Node>,
     entries: Vec<StoredEntry>,
-    /// For each mapping of more than [`INDEXED`] entries, at the same places as its
-    /// entries: their positions in key order, so a lookup is a binary search rather than a
-    /// scan (a document with thousands of channels resolves thousands of `$ref`s into them).
+    /// For each mapping of more than [`INDEXED`] entries, one after another: their
+    /// positions in key order, so a lookup is a binary search rather than a scan (a document
+    /// with thousands of channels resolves thousands of `$ref`s into them).
     key_order: Vec<u32>,
+    /// Where each indexed mapping's order starts in `key_order`, by where its entries start
+    /// in `entries`; in close order, which is the order of their entries. Packed rather than
+    /// kept at the entries' own places: that left a run of unused places before every big
+    /// mapping, and regrowing it (a 1 MiB document's ran to 350 KB) cost more than the search.
+    indexed: Vec<(u32, u32)>,
     items: Vec<NodeId>,
     /// The text offsets and borrowed texts point into.
     source: &'a str,
@@ -232,6 +237,16 @@ impl<'a> Tree<'a> {
 
     pub fn node(&self, id: NodeId) -> NodeRef<'_> {
         NodeRef { tree: self, id }
+    }
+
+    /// The key order of an indexed mapping (see `key_order`); `None` for any other.
+    fn key_order_of(&self, children: Children) -> Option<&[u32]> {
+        let at = self
+            .indexed
+            .binary_search_by_key(&children.start, |&(start, _)| start)
+            .ok()?;
+        let from = self.indexed[at].1 as usize;
+        self.key_order.get(from..from + children.len())
     }
 
     /// The text `text` stands for.
@@ -484,7 +499,7 @@ impl<'d> NodeRef<'d> {
         let Slot::Map(children) = self.raw().slot else {
             return None;
         };
-        let order = tree.key_order.get(children.range())?;
+        let order = tree.key_order_of(children)?;
         let found = order
             .binary_search_by(|&i| {
                 entries
@@ -853,6 +868,43 @@ mod tests {
                 assert_eq!(map.get("m2").and_then(|n| n.scalar_text()), Some("y"));
             }
         }
+    }
+
+    #[test]
+    fn every_big_mapping_finds_its_own_keys() {
+        // Siblings, one inside another (the inner closes first), and small mappings between
+        // them: each big one is found through its own key order, not a neighbour's.
+        let limits = Limits::default();
+        let big = |prefix: &str, indent: &str| -> String {
+            (0..40)
+                .rev()
+                .map(|i| format!("{indent}{prefix}{i}: {prefix}-v{i}\n"))
+                .collect()
+        };
+        let yaml = format!(
+            "first:\n{}small: {{a: 1}}\nouter:\n  inner:\n{}{}second:\n{}",
+            big("f", "  "),
+            big("i", "    "),
+            big("o", "  "),
+            big("s", "  "),
+        );
+        let stream = load(&yaml, &limits).unwrap();
+        let root = stream.roots().next().unwrap();
+        let outer = root.get("outer").unwrap();
+        for (map, prefix) in [
+            (root.get("first").unwrap(), "f"),
+            (outer.get("inner").unwrap(), "i"),
+            (outer, "o"),
+            (root.get("second").unwrap(), "s"),
+        ] {
+            for i in 0..40 {
+                let value = format!("{prefix}-v{i}");
+                let key = format!("{prefix}{i}");
+                assert_eq!(map.get(&key).and_then(|n| n.scalar_text()), Some(&*value));
+            }
+            assert!(map.get(&format!("{prefix}40")).is_none());
+        }
+        assert!(outer.get("f1").is_none());
     }
 
     #[test]
