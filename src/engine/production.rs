@@ -106,7 +106,9 @@ fn strip_prefix_ascii_case<'t>(text: &'t str, prefix: &str) -> Option<&'t str> {
 /// Built with `regex`'s own engine, configured for what a server name is: a few bytes,
 /// matched once. The full DFA and the literal prefilter that `regex` builds by default pay
 /// off on long haystacks, and building them was a sixth of a `check` process's start-up;
-/// the lazy DFA stays.
+/// the lazy DFA stays. The pool of search caches gets a fixed number of shards: by default
+/// `regex` asks for the CPU count, which reads the process's cgroup files (a fortieth of a
+/// small `check`); eight shards serve the webhook's few workers as well.
 fn compile(pattern: &str) -> Result<Regex, String> {
     Regex::builder()
         .syntax(
@@ -115,7 +117,12 @@ fn compile(pattern: &str) -> Result<Regex, String> {
                 .unicode(false)
                 .utf8(false),
         )
-        .configure(Regex::config().dfa(false).auto_prefilter(false))
+        .configure(
+            Regex::config()
+                .dfa(false)
+                .auto_prefilter(false)
+                .pool_capacity(8),
+        )
         .build(pattern)
         .map_err(|e| match e.syntax_error() {
             Some(syntax) => syntax.to_string(),
