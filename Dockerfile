@@ -4,6 +4,8 @@
 FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
+# Build settings: mimalloc's exit without giving memory back (.cargo/config.toml says why).
+COPY .cargo ./.cargo
 COPY src ./src
 # Declared targets must exist for Cargo to read the manifest; the example review is
 # compiled into the binary (the self-signed quick start posts it).
