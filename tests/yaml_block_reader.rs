@@ -296,7 +296,33 @@ impl Gen {
                     &["[a: b]", "{a, b}", "{a: }", "[a", "[a] b", "[a,\n  b]"],
                 )
                 .to_owned(),
-            7 if self.below(4) == 0 => format!("x\n{}y", " ".repeat(indent + self.indent_step())),
+            7 => {
+                // A multi-line plain scalar (a wrapped description): lines past the
+                // collection's column, blank lines, trailing spaces; now and then a line at
+                // the column (which ends it) or one that is not text.
+                let mut s = self
+                    .pick(&["x", "a b", "1", "true", "a#b", "x  "])
+                    .to_owned();
+                for _ in 0..=self.below(3) {
+                    match self.below(6) {
+                        0 => s.push('\n'),
+                        1 => s.push_str("  "),
+                        _ => {}
+                    }
+                    let pad = if self.below(12) == 0 {
+                        indent
+                    } else {
+                        indent + 1 + self.below(3)
+                    };
+                    s.push('\n');
+                    s.push_str(&" ".repeat(pad));
+                    s.push_str(self.pick_rare(
+                        &["y", "y z", "a:b", "é 🚀", "2", "y  ", "c#d"],
+                        &["y: z", "y #c", "- y", "# c", "y:", "'y'", "[y]", "? y"],
+                    ));
+                }
+                s
+            }
             _ => String::new(),
         }
     }

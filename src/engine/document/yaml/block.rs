@@ -1,11 +1,12 @@
 //! A reader for the block-style YAML that AsyncAPI documents are written in: block mappings
-//! and sequences, single-line plain scalars, quoted scalars (folded over lines in block
-//! context), literal and folded block scalars, and flow collections that open and close on
-//! one line.
+//! and sequences, plain scalars (wrapped over lines of text too), quoted scalars (folded
+//! over lines in block context), literal and folded block scalars, and flow collections that
+//! open and close on one line.
 //!
 //! It never decides alone. Whatever lies outside that subset (anchors, aliases, tags,
-//! directives, several documents, multi-line plain scalars and flow collections, nested
-//! compact sequences, tabs, CR line breaks, ...), and whatever is not valid YAML, makes it
+//! directives, several documents, plain scalars wrapped onto a line that starts with an
+//! indicator or holds `: ` or ` #`, multi-line flow collections, nested compact sequences,
+//! tabs, CR line breaks, ...), and whatever is not valid YAML, makes it
 //! give up with [`Bail`], and the
 //! full parser reads the text from the start: errors and their messages always come from
 //! the full parser. What it accepts, it must turn into the very tree the full parser
@@ -372,11 +373,69 @@ impl<'a> Reader<'a> {
                     };
                 }
                 let text = self.str(at, end)?;
+                if let Some((folded, next_line)) = self.plain_lines(column, text, end)? {
+                    let kind = plain_kind(&folded);
+                    self.scalar(Cow::Owned(folded), kind, at)?;
+                    self.at = next_line;
+                    return Ok(());
+                }
                 self.scalar(Cow::Borrowed(text), plain_kind(text), at)?;
                 self.finish_line(end)?;
                 self.no_continuation(column)
             }
         }
+    }
+
+    /// A plain scalar whose first line is `first` (ending at `end`), in a collection at
+    /// `column`, that goes on over the more indented lines after it: its text folded as
+    /// YAML folds (a line break between two lines is a space, each blank line between them
+    /// a line feed; spaces around each line dropped), and the start of the line after its
+    /// last. `None` when no line continues it, or when its first line ends in a comment.
+    ///
+    /// Wrapped `description`s are where AsyncAPI documents have these. A continuation line
+    /// that would mean anything but text (`: ` or ` #` in it, an indicator or a comment
+    /// first) is the full parser's: there YAML has errors and readers differ.
+    fn plain_lines(&self, column: usize, first: &str, end: usize) -> Read<Option<(String, usize)>> {
+        if !matches!(self.byte(self.spaces_from(end)), Some(b'\n')) {
+            return Ok(None);
+        }
+        let mut folded: Option<String> = None;
+        let mut blank_lines = 0;
+        let mut line = self.spaces_from(end) + 1;
+        let mut next_line = line;
+        while line < self.bytes.len() {
+            let content = self.spaces_from(line);
+            match self.byte(content) {
+                None => break,
+                Some(b'\n') => {
+                    blank_lines += 1;
+                    line = content + 1;
+                    continue;
+                }
+                Some(_) if content - line <= column => break,
+                Some(
+                    b'#' | b'-' | b'?' | b':' | b',' | b'[' | b']' | b'{' | b'}' | b'&' | b'*'
+                    | b'!' | b'|' | b'>' | b'\'' | b'"' | b'%' | b'@' | b'`',
+                ) => return Err(Bail),
+                Some(_) => {}
+            }
+            let line_end = self.line_end(content);
+            let words = &self.bytes[content..line_end];
+            if words.windows(2).any(|w| w == b": " || w == b" #") || words.ends_with(b":") {
+                return Err(Bail);
+            }
+            let text = folded.get_or_insert_with(|| first.to_owned());
+            if blank_lines == 0 {
+                text.push(' ');
+            } else {
+                (0..blank_lines).for_each(|_| text.push('\n'));
+            }
+            text.push_str(self.str(content, self.trim_end(content, line_end))?);
+            blank_lines = 0;
+            line = (line_end + 1).min(self.bytes.len());
+            next_line = line;
+        }
+        Ok(folded.map(|text| (text, next_line)))
     }
 
     /// A plain scalar would go on over a more indented line (even a comment line, which
@@ -869,6 +928,19 @@ mod tests {
             "types: [true, False, ~, null, 0x1F, 0o7, 1e3, .inf, -.5, 2.6.0]\n",
             "url: https://x.example/a?b=c#frag\nhash: a#b\n",
             "unicode: é — 🚀\n",
+            // Multi-line plain scalars: wrapped descriptions.
+            "a: multi\n  line plain\nb: 1\n",
+            "d: one   \n   two  \n\n     three\n\n\n  four\n\ne: x\n",
+            "a:\n  b: x\n   y\n  c: z\n",
+            "- one\n  two\n- three\n four\n",
+            "- k: one\n   two\n  v: 1 2\n    3\n",
+            "a: 1\n  2\n",
+            "a: true\n  false\n",
+            "a: x\n  y#z a:b\n  é — 🚀\n",
+            "a: x\n  y\n\n",
+            "a: x\n  y",
+            "a: x\n  y\n  \n  z\n",
+            "  a: x\n    y\n  b: 1\n",
         ] {
             reads(text);
         }
@@ -887,7 +959,15 @@ mod tests {
             "a:\tb\n",
             "a: 1\r\nb: 2\r\n",
             "\u{feff}a: 1\n",
-            "a: multi\n  line plain\n",
+            "a: x\n  b: c\n",
+            "a: x\n  y:\n",
+            "a: x\n  y #c\n",
+            "a: x # c\n  y\n",
+            "a: x\n  # c\n  y\n",
+            "a: x\n  - y\n",
+            "a: x\n  'y'\n",
+            "a: x\n  [y]\n",
+            "- x\n  &y z\n",
             "a: 1\n  # a more indented comment after a plain scalar\n",
             "a: |+\n  keep\n",
             "a: |2\n   x\n",
