@@ -405,7 +405,13 @@ impl Gen {
         let mut out = String::new();
         if self.below(5) == 0 {
             out.push_str(self.pick_rare(
-                &["---\n", "--- # c\n", "# head\n\n"],
+                &[
+                    "---\n",
+                    "--- # c\n",
+                    "# head\n\n",
+                    "\u{feff}",
+                    "\u{feff}---\n",
+                ],
                 &["%YAML 1.2\n---\n", "--- x\n"],
             ));
         }

@@ -39,13 +39,16 @@ const MAX_KEY: usize = 1000;
 
 /// Reads `text` if it lies inside the subset; `None` sends it to the full parser.
 pub(super) fn parse<'a>(text: &'a str, limits: &Limits) -> Option<Stream<'a>> {
-    if !printable_lines(text.as_bytes()) {
+    // A byte-order mark may open the stream (editors on Windows write one); anywhere else
+    // it is the full parser's.
+    let start = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    if !printable_lines(&text.as_bytes()[start..]) {
         return None;
     }
     let mut reader = Reader {
         text,
         bytes: text.as_bytes(),
-        at: 0,
+        at: start,
         nesting: 0,
         builder: Builder::new(text, true, limits),
     };
@@ -928,6 +931,9 @@ mod tests {
             "types: [true, False, ~, null, 0x1F, 0o7, 1e3, .inf, -.5, 2.6.0]\n",
             "url: https://x.example/a?b=c#frag\nhash: a#b\n",
             "unicode: é — 🚀\n",
+            "\u{feff}a: 1\nb: [x]\n",
+            "\u{feff}# c\n\n---\na: 1\n",
+            "\u{feff}- x\n",
             // Multi-line plain scalars: wrapped descriptions.
             "a: multi\n  line plain\nb: 1\n",
             "d: one   \n   two  \n\n     three\n\n\n  four\n\ne: x\n",
@@ -958,7 +964,8 @@ mod tests {
             "a: 1\n...\n",
             "a:\tb\n",
             "a: 1\r\nb: 2\r\n",
-            "\u{feff}a: 1\n",
+            "a: 1\n\u{feff}b: 2\n",
+            "\u{feff}\u{feff}a: 1\n",
             "a: x\n  b: c\n",
             "a: x\n  y:\n",
             "a: x\n  y #c\n",
