@@ -267,9 +267,7 @@ impl Gen {
                 for i in 0..lines {
                     match self.below(8) {
                         0 if i > 0 => s.push('\n'),
-                        1 if header.starts_with('|') => {
-                            s.push_str(&format!("{pad}  more indented\n"))
-                        }
+                        1 => s.push_str(&format!("{pad}  more indented\n")),
                         _ => s.push_str(&format!("{pad}line {i} # not a comment\n")),
                     }
                 }

@@ -844,6 +844,9 @@ impl<'a> Reader<'a> {
         let mut text = String::new();
         let mut blank_run = 0usize;
         let mut lines = 0usize;
+        // Whether the last line was more indented than the first: folding never joins such
+        // a line to its neighbours (YAML 1.2, 8.1.3).
+        let mut last_spaced = false;
         let mut line = first;
         while line < self.bytes.len() {
             let first_char = self.spaces_from(line);
@@ -857,11 +860,9 @@ impl<'a> Reader<'a> {
             } else if spaces < indent {
                 break;
             } else {
-                if !literal && spaces > indent {
-                    return Err(Bail);
-                }
+                let spaced = spaces > indent;
                 if lines > 0 {
-                    if literal {
+                    if literal || spaced || last_spaced {
                         text.push('\n');
                         text.extend(std::iter::repeat_n('\n', blank_run));
                     } else if blank_run == 0 {
@@ -870,6 +871,7 @@ impl<'a> Reader<'a> {
                         text.extend(std::iter::repeat_n('\n', blank_run));
                     }
                 }
+                last_spaced = spaced;
                 blank_run = 0;
                 text.push_str(self.str(line + indent, end)?);
                 lines += 1;
@@ -926,6 +928,10 @@ mod tests {
             "k k  : v\n'q': 1\n\"d\\tq\": 2\n",
             "lit: |\n  one\n    two\n\n  three\n\n\nnext: x\n",
             "fold: >-\n  one\n  two\n\n  three\nstrip: |-\n  x\n",
+            "a: >\n  x\n    more indented\n",
+            "f: >\n  a\n  b\n\n    c\n     d\n\n\n  e\n  f\n    g\n  h\nn: 1\n",
+            "f: >-\n  a\n\n    b\n\n  c\n",
+            "- >\n   a\n     ![](x.png)\n   b\n",
             "s: 'a long\n  line\n\n  folded '\nd: \"x\n   y\n  \"\n",
             "esc: \"\\x41\\u00e9\\U0001F680\\0\\/\\\\\\\"\"\n",
             "types: [true, False, ~, null, 0x1F, 0o7, 1e3, .inf, -.5, 2.6.0]\n",
@@ -979,7 +985,6 @@ mod tests {
             "a: |+\n  keep\n",
             "a: |2\n   x\n",
             "a: |\n\n  leading blank\n",
-            "a: >\n  x\n    more indented\n",
             "a: [x,\n  y]\n",
             "a: \"x\\\n  y\"\n",
             "a: \"\\ud83d\\ude80\"\n",
