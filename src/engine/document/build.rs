@@ -281,7 +281,6 @@ impl<'a> Builder<'a> {
                         order = key_order(&self.tree, &self.open_entries[open.start..]);
                     }
                     // Only big mappings are indexed (see `Tree::indexed`).
-                    let place = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
                     let at = (place(start), place(self.tree.key_order.len()));
                     self.tree.indexed.push(at);
                     self.tree.key_order.extend(order);
@@ -411,7 +410,7 @@ impl<'a> Builder<'a> {
     }
 
     fn push_node(&mut self, slot: Slot, at: Offset, size: u64, height: u32) -> NodeId {
-        let id = NodeId(u32::try_from(self.tree.nodes.len()).unwrap_or(u32::MAX));
+        let id = NodeId(place(self.tree.nodes.len()));
         self.tree.nodes.push(Node { slot, at, height });
         if let Some(sizes) = &mut self.sizes {
             sizes.push(size);
@@ -489,15 +488,21 @@ fn key_order(tree: &Tree<'_>, entries: &[StoredEntry]) -> Vec<u32> {
     let mut keyed: Vec<(&[u8], u32)> = entries
         .iter()
         .enumerate()
-        .map(|(i, e)| (tree.key_bytes(e.key), u32::try_from(i).unwrap_or(u32::MAX)))
+        .map(|(i, e)| (tree.key_bytes(e.key), place(i)))
         .collect();
     keyed.sort_unstable();
     keyed.into_iter().map(|(_, i)| i).collect()
 }
 
+/// A place in one of the tree's vectors, as the tree stores it; the size limits keep every
+/// place far below `u32::MAX`.
+fn place(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 fn children(start: usize, end: usize) -> Children {
     Children {
-        start: u32::try_from(start).unwrap_or(u32::MAX),
+        start: place(start),
         len: u32::try_from(end - start).unwrap_or(0),
     }
 }
