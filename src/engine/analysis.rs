@@ -171,7 +171,7 @@ impl<'d> Analysis<'d> {
             };
             for (_, item) in security.items() {
                 if version.is_v3() {
-                    uses.push(resolve_v3(root, item));
+                    uses.push(resolve_v3(root, schemes.as_ref(), item));
                 } else {
                     resolve_v2(root, schemes.as_ref(), item, &mut uses);
                 }
@@ -318,7 +318,11 @@ fn resolve_v2<'d>(
 
 /// v3: a requirement is a Security Scheme object, inline or by `$ref` into
 /// `components.securitySchemes`. Keys beside a `$ref` are ignored, as the spec says.
-fn resolve_v3<'d>(root: NodeRef<'d>, item: Located<'d>) -> SchemeUse<'d> {
+fn resolve_v3<'d>(
+    root: NodeRef<'d>,
+    schemes: Option<&Located<'d>>,
+    item: Located<'d>,
+) -> SchemeUse<'d> {
     let resolution = match item.node.reference() {
         None => Resolution::Scheme(item.clone()),
         Some(reference) => match pointer::classify(reference) {
@@ -329,10 +333,11 @@ fn resolve_v3<'d>(root: NodeRef<'d>, item: Located<'d>) -> SchemeUse<'d> {
             Reference::Local(ptr) => {
                 let undefined =
                     |problem| Resolution::Undefined(Undefined::Reference { reference, problem });
-                if !pointer::names_member_of(&ptr, &["components", "securitySchemes"]) {
-                    undefined(RefProblem::OutsideSchemes)
-                } else {
-                    match pointer::resolve(root, &ptr) {
+                match pointer::member_of(&ptr, &["components", "securitySchemes"]) {
+                    None => undefined(RefProblem::OutsideSchemes),
+                    // `schemes` is where the pointer's first two tokens lead from the root,
+                    // found once for the document rather than walked again per requirement.
+                    Some(name) => match schemes.and_then(|s| s.child(&name)) {
                         None => undefined(RefProblem::Dangling),
                         Some(entry) => match refs::follow(root, entry) {
                             Target::Node(scheme) => Resolution::Scheme(scheme),
@@ -341,7 +346,7 @@ fn resolve_v3<'d>(root: NodeRef<'d>, item: Located<'d>) -> SchemeUse<'d> {
                             }
                             Target::Unresolved { why, .. } => undefined(ref_problem(why)),
                         },
-                    }
+                    },
                 }
             }
         },

@@ -25,6 +25,10 @@ const MAX_HOPS: usize = 64;
 
 /// Follows `$ref`s from `start` until a node that is not a Reference Object.
 pub fn follow<'d>(root: NodeRef<'d>, start: Located<'d>) -> Target<'d> {
+    // Most nodes a chain starts from are no reference at all.
+    if start.node.reference().is_none() {
+        return Target::Node(start);
+    }
     let mut here = start;
     // On the stack: every reference of a document starts a chain here.
     let mut seen = [here.node.id(); MAX_HOPS];
