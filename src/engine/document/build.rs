@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{
     Children, INDEXED, Limits, LoadError, Node, NodeId, Offset, Pos, ScalarKind, Slot, StoredEntry,
-    Stream, Text, Tree,
+    Stream, Text, Tree, key_prefix,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +94,7 @@ impl<'a> Builder<'a> {
                 nodes: Vec::with_capacity(nodes),
                 entries: Vec::with_capacity(entries),
                 key_order: Vec::new(),
+                key_prefixes: Vec::new(),
                 indexed: Vec::new(),
                 items: Vec::with_capacity(nodes / 8),
                 source: text,
@@ -283,7 +284,10 @@ impl<'a> Builder<'a> {
                     // Only big mappings are indexed (see `Tree::indexed`).
                     let at = (place(start), place(self.tree.key_order.len()));
                     self.tree.indexed.push(at);
-                    self.tree.key_order.extend(order);
+                    self.tree.key_order.extend(order.iter().map(|k| k.index));
+                    self.tree
+                        .key_prefixes
+                        .extend(order.iter().map(|k| k.prefix));
                 }
                 self.tree
                     .entries
@@ -367,7 +371,7 @@ impl<'a> Builder<'a> {
 
     /// Refuses a key given twice; for a big mapping, returns its key order (see
     /// [`Tree`]), which the check sorts for anyway.
-    fn reject_duplicates(&self, start: usize) -> Result<Vec<u32>, LoadError> {
+    fn reject_duplicates(&self, start: usize) -> Result<Vec<OrderedKey>, LoadError> {
         let entries = &self.open_entries[start..];
         let tree = &self.tree;
         let duplicate = |first: &StoredEntry, second: &StoredEntry| LoadError::DuplicateKey {
@@ -387,8 +391,11 @@ impl<'a> Builder<'a> {
         }
         let order = key_order(tree, entries);
         for pair in order.windows(2) {
-            let (first, second) = (&entries[pair[0] as usize], &entries[pair[1] as usize]);
-            if same(first, second) {
+            let (first, second) = (
+                &entries[pair[0].index as usize],
+                &entries[pair[1].index as usize],
+            );
+            if pair[0].prefix == pair[1].prefix && same(first, second) {
                 return Err(duplicate(first, second));
             }
         }
@@ -481,17 +488,32 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// A place of a big mapping's key order: the entry, and its key's prefix.
+#[derive(Debug, Clone, Copy)]
+struct OrderedKey {
+    prefix: u64,
+    index: u32,
+}
+
 /// The positions of `entries` in key order (equal keys in the order they were written).
-fn key_order(tree: &Tree<'_>, entries: &[StoredEntry]) -> Vec<u32> {
-    // Sorted with each key's bytes at hand, rather than found from its place on every
-    // comparison.
-    let mut keyed: Vec<(&[u8], u32)> = entries
+fn key_order(tree: &Tree<'_>, entries: &[StoredEntry]) -> Vec<OrderedKey> {
+    // Sorted with each key's prefix and bytes at hand, rather than found from its place on
+    // every comparison; most comparisons end at the prefixes. The order is (prefix, key),
+    // the one `NodeRef::entry` searches by; equal keys stay side by side for the
+    // duplicate check.
+    let mut keyed: Vec<(u64, &[u8], u32)> = entries
         .iter()
         .enumerate()
-        .map(|(i, e)| (tree.key_bytes(e.key), place(i)))
+        .map(|(i, e)| {
+            let key = tree.key_bytes(e.key);
+            (key_prefix(key), key, place(i))
+        })
         .collect();
     keyed.sort_unstable();
-    keyed.into_iter().map(|(_, i)| i).collect()
+    keyed
+        .into_iter()
+        .map(|(prefix, _, index)| OrderedKey { prefix, index })
+        .collect()
 }
 
 /// A place in one of the tree's vectors, as the tree stores it; the size limits keep every
