@@ -17,11 +17,13 @@ pub const INFO: RuleInfo = RuleInfo {
 const SCHEMES_PREFIX: &str = "#/components/securitySchemes/";
 
 pub(crate) fn check(analysis: &Analysis<'_>, out: &mut Vec<Finding>) {
-    let names = analysis.scheme_names();
+    // Gathered for the first finding's "did you mean": most documents have none.
+    let mut scheme_names = None;
     for used in &analysis.uses {
         let Resolution::Undefined(undefined) = &used.resolution else {
             continue;
         };
+        let names: &[&str] = scheme_names.get_or_insert_with(|| analysis.scheme_names());
         let (message, hint) = match undefined {
             Undefined::Name(name) => (
                 format!("scheme \"{name}\" is not defined in components.securitySchemes"),
