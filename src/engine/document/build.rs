@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{
     Children, INDEXED, Limits, LoadError, Node, NodeId, Offset, Pos, ScalarKind, Slot, StoredEntry,
-    Stream, Text, Tree, key_prefix,
+    Stream, Syntax, Text, Tree, key_prefix,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,21 +67,29 @@ pub(crate) struct Builder<'a> {
 impl<'a> Builder<'a> {
     /// For a reader with anchors, aliases and merge keys: see [`Builder::new`].
     pub(crate) fn with_aliases(text: &'a str, positions: bool, limits: &Limits) -> Self {
-        let mut builder = Builder::new(text, positions, limits);
+        let mut builder = Builder::new(text, Syntax::Yaml, positions, limits);
         builder.sizes = Some(Vec::with_capacity(builder.tree.nodes.capacity()));
         builder
     }
 
-    /// `text` is the source the offsets point into; `positions` says whether the tree shows
-    /// them (a custom resource's JSON has no lines a person wrote). For a reader without
-    /// aliases or merge keys ([`Builder::with_aliases`] otherwise).
-    pub(crate) fn new(text: &'a str, positions: bool, limits: &Limits) -> Self {
+    /// `text` is the source the offsets point into, in `syntax`; `positions` says whether
+    /// the tree shows them (a custom resource's JSON has no lines a person wrote). For a
+    /// reader without aliases or merge keys ([`Builder::with_aliases`] otherwise).
+    pub(crate) fn new(text: &'a str, syntax: Syntax, positions: bool, limits: &Limits) -> Self {
         let merge_budget = limits
             .alias_factor
             .saturating_mul(text.len() as u64)
             .max(limits.alias_floor);
-        // Roughly one node per 12 bytes of typical YAML or JSON; avoids most regrowth.
-        let nodes = text.len() / 12;
+        // Nodes reserved up front, so that a big document's are not regrown (copied and
+        // faulted in again). The corpora's YAML has a node per 31 bytes, 20 in the densest
+        // file over 2 KB: one per 16 leaves room. It was one per 12, which pushed the next
+        // allocations of a 1 MiB `check` into one more 2 MiB page (0.12 ms). JSON keeps one
+        // per 12: what the API server sends has no indentation.
+        let nodes = text.len()
+            / match syntax {
+                Syntax::Yaml => 16,
+                Syntax::Json => 12,
+            };
         // Every entry has a colon: regrowing (copying, faulting in) the entries of a big
         // document costs more than this count. Capped like the nodes, so that a text of
         // colons reserves no more than any other text of its size.
@@ -409,7 +417,7 @@ impl<'a> Builder<'a> {
         match &self.sizes {
             Some(sizes) => Ok(sizes.get(id.index()).copied().unwrap_or(1)),
             None => Err(LoadError::Syntax {
-                syntax: super::Syntax::Yaml,
+                syntax: Syntax::Yaml,
                 message: "an alias or merge key where the reader has none".to_owned(),
                 pos: self.pos(at),
             }),
@@ -443,7 +451,7 @@ impl<'a> Builder<'a> {
                 let Some(key) = parent.key.take() else {
                     let at = parent.at;
                     return Err(LoadError::Syntax {
-                        syntax: super::Syntax::Yaml,
+                        syntax: Syntax::Yaml,
                         message: "mapping value without a key".to_owned(),
                         pos: self.pos(at),
                     });
@@ -536,7 +544,7 @@ mod tests {
     #[test]
     fn texts_of_the_source_stay_in_place_and_others_are_copied() {
         let source = "key: value";
-        let mut builder = Builder::new(source, true, &Limits::default());
+        let mut builder = Builder::new(source, Syntax::Yaml, true, &Limits::default());
         builder.start_document(Offset::new(0));
         builder.open(Collection::Map, Offset::new(0), 0).unwrap();
         let own = String::from("value");
@@ -604,7 +612,7 @@ mod tests {
             builder
         };
         let limits = Limits::default();
-        let mut plain = up_to_the_alias(Builder::new("[&a x, *a]", true, &limits));
+        let mut plain = up_to_the_alias(Builder::new("[&a x, *a]", Syntax::Yaml, true, &limits));
         assert!(matches!(
             plain.alias(1, Offset::new(7)),
             Err(LoadError::Syntax { .. })

@@ -45,7 +45,7 @@ pub fn parse_skipping<'a>(
         text,
         bytes: text.as_bytes(),
         i: 0,
-        builder: Builder::new(text, positions, limits),
+        builder: Builder::new(text, Syntax::Json, positions, limits),
         objects: Vec::new(),
         positions,
         skip,

@@ -6,11 +6,11 @@ use std::borrow::Cow;
 use serde_json::Value as Json;
 
 use super::build::{Builder, Collection};
-use super::{Limits, LoadError, NodeRef, Offset, ScalarKind, Stream, Value};
+use super::{Limits, LoadError, NodeRef, Offset, ScalarKind, Stream, Syntax, Value};
 
 /// A JSON value as a one-document stream without positions. Strings are borrowed.
 pub fn from_json<'v>(value: &'v Json, limits: &Limits) -> Result<Stream<'v>, LoadError> {
-    let mut builder = Builder::new("", false, limits);
+    let mut builder = Builder::new("", Syntax::Json, false, limits);
     builder.start_document(Offset::UNKNOWN);
     add(&mut builder, value)?;
     builder.finish()

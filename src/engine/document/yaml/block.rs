@@ -21,7 +21,7 @@ use std::borrow::Cow;
 
 use super::schema::plain_kind;
 use crate::engine::document::build::{Builder, Collection};
-use crate::engine::document::{Limits, Offset, ScalarKind, Stream};
+use crate::engine::document::{Limits, Offset, ScalarKind, Stream, Syntax};
 
 /// The text is outside the subset, or not valid YAML: the full parser decides.
 #[derive(Debug)]
@@ -50,7 +50,7 @@ pub(super) fn parse<'a>(text: &'a str, limits: &Limits) -> Option<Stream<'a>> {
         bytes: text.as_bytes(),
         at: start,
         nesting: 0,
-        builder: Builder::new(text, true, limits),
+        builder: Builder::new(text, Syntax::Yaml, true, limits),
     };
     reader.document().ok()?;
     reader.builder.finish().ok()
