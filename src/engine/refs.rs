@@ -25,18 +25,16 @@ const MAX_HOPS: usize = 64;
 
 /// Follows `$ref`s from `start` until a node that is not a Reference Object.
 pub fn follow<'d>(root: NodeRef<'d>, start: Located<'d>) -> Target<'d> {
-    // Most nodes a chain starts from are no reference at all.
-    if start.node.reference().is_none() {
+    // Most nodes a chain starts from are no reference at all: they return before the
+    // cycle guard is filled.
+    let Some(mut reference) = start.node.reference() else {
         return Target::Node(start);
-    }
+    };
     let mut here = start;
     // On the stack: every reference of a document starts a chain here.
     let mut seen = [here.node.id(); MAX_HOPS];
     let mut hops = 0;
     loop {
-        let Some(reference) = here.node.reference() else {
-            return Target::Node(here);
-        };
         if hops >= MAX_HOPS || seen[..hops].contains(&here.node.id()) {
             return Target::Unresolved {
                 reference,
@@ -62,6 +60,10 @@ pub fn follow<'d>(root: NodeRef<'d>, start: Located<'d>) -> Target<'d> {
                 }
             },
         }
+        reference = match here.node.reference() {
+            Some(next) => next,
+            None => return Target::Node(here),
+        };
     }
 }
 

@@ -55,28 +55,23 @@ pub(crate) fn check(analysis: &Analysis<'_>, out: &mut Vec<Finding>) {
     }
 }
 
+/// Each flow's scopes mapping (`field`) of `scheme`.
+fn scope_maps<'d>(scheme: NodeRef<'d>, field: &str) -> impl Iterator<Item = NodeRef<'d>> {
+    let flows = scheme.get("flows");
+    FLOWS
+        .iter()
+        .filter_map(move |(flow, _)| flows?.get(flow)?.get(field))
+}
+
 /// Whether a flow of `scheme` declares `name`: looked up in each flow's scopes, so that a
 /// scheme whose scopes are all declared costs no set of them (judging a small document
 /// built one for every scheme).
 fn declares(scheme: NodeRef<'_>, field: &str, name: &str) -> bool {
-    let Some(flows) = scheme.get("flows") else {
-        return false;
-    };
-    FLOWS.iter().any(|(flow, _)| {
-        flows
-            .get(flow)
-            .and_then(|f| f.get(field))
-            .is_some_and(|scopes| scopes.entry(name).is_some())
-    })
+    scope_maps(scheme, field).any(|scopes| scopes.entry(name).is_some())
 }
 
 fn declared_scopes<'d>(scheme: NodeRef<'d>, field: &str) -> BTreeSet<&'d str> {
-    let Some(flows) = scheme.get("flows") else {
-        return BTreeSet::new();
-    };
-    FLOWS
-        .iter()
-        .filter_map(|(flow, _)| flows.get(flow)?.get(field))
+    scope_maps(scheme, field)
         .flat_map(|scopes| scopes.entries().map(|e| e.key))
         .collect()
 }
