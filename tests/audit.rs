@@ -13,12 +13,12 @@ use asyncapi_guard::audit::list;
 use asyncapi_guard::audit::{asyncapi_resource, config_map_resource};
 use asyncapi_guard::engine::Engine;
 use asyncapi_guard::kubernetes::extract::ExtractConfig;
+use asyncapi_guard::kubernetes::raw_object::RawObject;
 use asyncapi_guard::service::Shared as AppState;
 use asyncapi_guard::service::metrics::Metrics;
 use asyncapi_guard::service::state::{ActiveConfig, Health};
 use common::mock_api::{self, status};
 use http::Method;
-use kube::api::DynamicObject;
 use serde_json::{Value, json};
 
 const INSECURE: &str =
@@ -144,14 +144,14 @@ fn state() -> AppState {
     }
 }
 
-fn resource(status: Option<Value>) -> DynamicObject {
+fn resource(status: Option<Value>) -> RawObject {
     let mut object = json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
         "metadata": {"name": "orders", "namespace": "payments", "uid": "uid-orders", "generation": 3, "resourceVersion": "7"},
         "spec": {"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}}}});
     if let Some(status) = status {
         object["status"] = status;
     }
-    serde_json::from_value(object).unwrap()
+    RawObject::from_json(&object.to_string()).unwrap()
 }
 
 const STATUS_PATH: &str =
@@ -229,11 +229,9 @@ async fn a_status_that_already_says_it_is_not_written_again() {
 async fn non_compliant_and_unguarded_config_maps_get_an_event() {
     for (labelled, reason) in [(true, "NonCompliant"), (false, "Unguarded")] {
         let (client, mut api) = mock_api::client("payments");
-        let object: DynamicObject = serde_json::from_value(config_map(
-            "orders",
-            labelled,
-            json!({"asyncapi.yaml": INSECURE}),
-        ))
+        let object = RawObject::from_json(
+            &config_map("orders", labelled, json!({"asyncapi.yaml": INSECURE})).to_string(),
+        )
         .unwrap();
         let kind = config_map_resource();
         let audit = audit_once(client, state(), &kind, &object);
@@ -270,9 +268,10 @@ async fn non_compliant_and_unguarded_config_maps_get_an_event() {
 async fn a_compliant_labelled_config_map_gets_no_event() {
     let (client, mut api) = mock_api::client("payments");
     let secure = "asyncapi: 3.0.0\nservers:\n  production:\n    host: x\n    protocol: amqp\n    security:\n      - $ref: '#/components/securitySchemes/up'\ncomponents:\n  securitySchemes:\n    up: {type: userPassword}\n";
-    let object: DynamicObject =
-        serde_json::from_value(config_map("orders", true, json!({"asyncapi.yaml": secure})))
-            .unwrap();
+    let object = RawObject::from_json(
+        &config_map("orders", true, json!({"asyncapi.yaml": secure})).to_string(),
+    )
+    .unwrap();
     let kind = config_map_resource();
     let (counts, ()) = tokio::join!(
         audit_once(client, state(), &kind, &object),

@@ -46,6 +46,18 @@ fn page(kind: &str, items: Vec<Value>, query: &HashMap<String, String>) -> Json<
     )
 }
 
+/// An `AsyncAPI` whose spec nests `depth` objects deep: deeper than serde_json's recursion
+/// limit (128), which a cluster client that decodes objects into values would stop at.
+fn nested_resource(namespace: &str, depth: usize) -> Value {
+    let mut nested = json!("bottom");
+    for _ in 0..depth {
+        nested = json!({ "a": nested });
+    }
+    json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
+        "metadata": {"name": "nested", "namespace": namespace},
+        "spec": {"asyncapi": "3.0.0", "info": {"title": "t", "version": "1", "x-nested": nested}}})
+}
+
 async fn fake_api() -> std::net::SocketAddr {
     let app = Router::new()
         .route(
@@ -61,9 +73,12 @@ async fn fake_api() -> std::net::SocketAddr {
         .route(
             "/apis/asyncapi-guard.io/v1alpha1/namespaces/{ns}/asyncapis",
             get(|Path(ns): Path<String>, Query(q): Query<HashMap<String, String>>| async move {
-                let items = vec![json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
+                let mut items = vec![json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
                     "metadata": {"name": "hello", "namespace": ns},
                     "spec": {"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}}}})];
+                if ns == "deep" {
+                    items.push(nested_resource(&ns, 150));
+                }
                 page("AsyncAPIList", items, &q)
             }),
         )
@@ -197,6 +212,50 @@ async fn audit_lists_judges_and_reports_like_check() {
             .as_str()
             .unwrap()
             .starts_with("ConfigMap/billing/")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_nested_deeper_than_the_depth_limit_is_reported_and_the_others_still_judged() {
+    let addr = fake_api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &format!("http://{addr}"));
+    let out = audit(args(
+        &config,
+        &["--context", "fake", "-n", "deep", "--format", "json"],
+    ))
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("asyncapis"), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verdicts: Vec<(&str, Vec<&str>)> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let rules = f["violations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["rule"].as_str().unwrap())
+                .collect();
+            (f["file"].as_str().unwrap(), rules)
+        })
+        .filter(|(file, _)| file.starts_with("AsyncAPI/"))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("AsyncAPI/deep/hello/spec", vec!["server-security-missing"]),
+            ("AsyncAPI/deep/nested/spec", vec!["document-invalid"]),
+        ],
+        "{report:#}"
+    );
+    let nested = &report["files"].as_array().unwrap()[3]["violations"][0]["message"];
+    assert!(
+        nested.as_str().unwrap().contains("100"),
+        "the configured depth limit is named: {nested}"
     );
 }
 

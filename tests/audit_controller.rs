@@ -358,3 +358,78 @@ async fn reports_scenario() {
 
     running.stop().await;
 }
+
+/// An `AsyncAPI` whose spec nests `depth` objects deep.
+fn nested_resource(name: &str, namespace: &str, depth: usize) -> Value {
+    let mut nested = json!("bottom");
+    for _ in 0..depth {
+        nested = json!({ "a": nested });
+    }
+    json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
+        "metadata": {"name": name, "namespace": namespace, "generation": 1},
+        "spec": {"asyncapi": "3.0.0", "info": {"title": "t", "version": "1", "x-nested": nested}}})
+}
+
+fn condition_reason(api: &FakeApi, name: &str) -> Option<String> {
+    api.get(fake_api::ASYNCAPIS, Some("team-a"), name)
+        .and_then(|o| {
+            o["status"]["conditions"][0]["reason"]
+                .as_str()
+                .map(str::to_owned)
+        })
+}
+
+/// A custom resource nested deeper than serde_json's recursion limit used to fail the
+/// decoding of its list page and of every watch event that carried it: the watch of all
+/// `AsyncAPI`s backed off for ever. Now it is judged (too deep for the configured limit)
+/// like any other, whether listed at the start or seen by the watch later.
+#[tokio::test]
+async fn a_resource_nested_deeper_than_serde_json_allows_is_judged_and_the_watch_goes_on() {
+    tokio::task::LocalSet::new()
+        .run_until(async {
+            let api = cluster();
+            api.create(
+                fake_api::ASYNCAPIS,
+                Some("team-a"),
+                nested_resource("listed", "team-a", 200),
+            );
+            let running = start(&api, Shared::default(), settings("replica-a"));
+            api.wait_for(
+                "the listed one's condition",
+                Duration::from_secs(10),
+                |api| condition_reason(api, "listed").is_some(),
+            )
+            .await;
+            assert_eq!(
+                condition_reason(&api, "listed").as_deref(),
+                Some("document-invalid")
+            );
+            api.create(
+                fake_api::ASYNCAPIS,
+                Some("team-a"),
+                nested_resource("watched", "team-a", 300),
+            );
+            let mut insecure = nested_resource("after", "team-a", 1);
+            insecure["spec"]["servers"] = json!({"production": {"host": "x", "protocol": "amqp"}});
+            api.create(fake_api::ASYNCAPIS, Some("team-a"), insecure);
+            api.wait_for(
+                "the later ones' conditions",
+                Duration::from_secs(10),
+                |api| {
+                    condition_reason(api, "watched").is_some()
+                        && condition_reason(api, "after").is_some()
+                },
+            )
+            .await;
+            assert_eq!(
+                condition_reason(&api, "watched").as_deref(),
+                Some("document-invalid")
+            );
+            assert_eq!(
+                condition_reason(&api, "after").as_deref(),
+                Some("server-security-missing")
+            );
+            running.stop().await;
+        })
+        .await;
+}

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::kubernetes::raw_object::RawObject;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event as EventObject;
@@ -254,7 +255,7 @@ impl Auditor {
             }
             let resources = [config_map_resource(), asyncapi_resource()];
             let objects = resources.iter().map(|resource| {
-                let api: Api<DynamicObject> = Api::all_with(self.client.clone(), resource);
+                let api: Api<RawObject> = Api::all_with(self.client.clone(), resource);
                 watcher(api, watcher::Config::default())
                     .default_backoff()
                     .map(move |event| (resource.clone(), event))
@@ -317,7 +318,7 @@ impl Auditor {
         &mut self,
         config: &ActiveConfig,
         resource: &ApiResource,
-        event: watcher::Event<DynamicObject>,
+        event: watcher::Event<RawObject>,
     ) {
         match event {
             watcher::Event::Init => {
@@ -353,7 +354,7 @@ impl Auditor {
         &mut self,
         config: &ActiveConfig,
         resource: &ApiResource,
-        object: &DynamicObject,
+        object: &RawObject,
     ) {
         let namespace_labels = self.namespaces.of(object.namespace().as_deref());
         let audited = Audited::judge(
@@ -391,11 +392,7 @@ impl Auditor {
         summary.violations = violations;
 
         if audited.id.is_asyncapi_resource() {
-            let current: Vec<Condition> = object
-                .data
-                .pointer("/status/conditions")
-                .and_then(|c| serde_json::from_value(c.clone()).ok())
-                .unwrap_or_default();
+            let current = current_conditions(object);
             let condition = desired_condition(
                 &audited,
                 &current,
@@ -463,6 +460,21 @@ impl Auditor {
     }
 }
 
+/// The conditions an `AsyncAPI`'s status holds; none when it has no status or a status
+/// of another shape (it is rewritten with ours then).
+fn current_conditions(object: &RawObject) -> Vec<Condition> {
+    #[derive(serde::Deserialize)]
+    struct Status {
+        #[serde(default)]
+        conditions: Vec<Condition>,
+    }
+    object
+        .status()
+        .and_then(|status| serde_json::from_str::<Status>(status).ok())
+        .map(|status| status.conditions)
+        .unwrap_or_default()
+}
+
 /// How many times a write is tried before it waits for the next re-audit.
 const ATTEMPTS: u32 = 4;
 
@@ -493,7 +505,7 @@ async fn with_backoff<T>(
 /// Server-side apply of our one condition (the list is keyed by type: other conditions stay).
 pub async fn write_condition(
     client: &Client,
-    object: &DynamicObject,
+    object: &RawObject,
     condition: &Condition,
 ) -> Result<(), kube::Error> {
     let resource = asyncapi_resource();
@@ -523,7 +535,7 @@ pub async fn write_condition(
 pub async fn publish_event(
     recorder: &Recorder,
     resource: &ApiResource,
-    object: &DynamicObject,
+    object: &RawObject,
     event: &Event,
 ) -> Result<(), kube::Error> {
     let reference = object.object_ref(resource);
@@ -535,7 +547,7 @@ pub async fn audit_once(
     client: Client,
     state: Shared,
     resource: &ApiResource,
-    object: &DynamicObject,
+    object: &RawObject,
 ) -> Vec<(String, String, i64)> {
     let settings = AuditSettings {
         lease: String::new(),

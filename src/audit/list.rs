@@ -3,11 +3,12 @@
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, ResourceExt};
+use kube::api::{Api, ApiResource, ListParams, ResourceExt};
 
 use super::{Audited, NamespaceLabels, asyncapi_resource, config_map_resource};
 use crate::engine::Engine;
 use crate::kubernetes::extract::ExtractConfig;
+use crate::kubernetes::raw_object::RawObject;
 
 /// What one audit found, and what it could not look at.
 #[derive(Debug, Default)]
@@ -25,10 +26,10 @@ pub async fn audit_resource(
     resource: &ApiResource,
     namespace: Option<&str>,
     page_size: u32,
-    judge: impl Fn(&DynamicObject) -> Audited,
+    judge: impl Fn(&RawObject) -> Audited,
     census: &mut Census,
 ) -> Result<(), kube::Error> {
-    let api: Api<DynamicObject> = match namespace {
+    let api: Api<RawObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, resource),
         None => Api::all_with(client.clone(), resource),
     };
@@ -100,7 +101,7 @@ pub async fn census(
         Err(e) => return Err(e),
     };
     for resource in [config_map_resource(), asyncapi_resource()] {
-        let judge = |object: &DynamicObject| {
+        let judge = |object: &RawObject| {
             let namespace_labels = labels.of(object.namespace().as_deref());
             Audited::judge(engine, kubernetes, &resource, object, namespace_labels)
         };

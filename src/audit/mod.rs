@@ -16,14 +16,15 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Resource;
-use kube::api::{ApiResource, DynamicObject};
+use kube::api::ApiResource;
 
 use crate::engine::Engine;
-use crate::engine::document::value::from_json;
+use crate::engine::document::json;
 use crate::engine::finding::{Finding, Mode};
 use crate::kubernetes::extract::{
     CR_GROUP, CR_KIND, CR_PLURAL, CR_VERSION, DocumentLabel, ExtractConfig, ObjectId,
 };
+use crate::kubernetes::raw_object::RawObject;
 use crate::kubernetes::{JudgedDocument, judge_object, object_limits};
 use crate::report::DocumentReport;
 use crate::report::admission::{Judged, denial_message};
@@ -93,7 +94,7 @@ impl Audited {
         engine: &Engine,
         kubernetes: &ExtractConfig,
         resource: &ApiResource,
-        object: &DynamicObject,
+        object: &RawObject,
         namespace_labels: &BTreeMap<String, String>,
     ) -> Audited {
         let meta = object.meta();
@@ -121,12 +122,22 @@ impl Audited {
             };
         };
         let guarded = !id.is_config_map() || label == DocumentLabel::OptedIn;
-        let search_all = ExtractConfig {
-            inspect_all_config_maps: true,
-            ..kubernetes.clone()
+        let search_all;
+        let extract = if guarded {
+            kubernetes
+        } else {
+            search_all = ExtractConfig {
+                inspect_all_config_maps: true,
+                ..kubernetes.clone()
+            };
+            &search_all
         };
-        let extract = if guarded { kubernetes } else { &search_all };
-        let documents = match from_json(&object.data, &object_limits(engine)) {
+        // Read as the webhook reads the object of a review: the engine's JSON reader, under
+        // the limits of a whole object, without positions (nobody wrote this JSON line by
+        // line). Its metadata was decoded already, to the fields that are read
+        // (`managedFields` stepped over: it is not judged, and it can be large).
+        let read = json::parse(object.body(), &object_limits(engine), false);
+        let documents = match read {
             Ok(stream) => match stream.roots().next() {
                 // No memo: the audit re-judges on purpose (a changed configuration).
                 Some(body) => judge_object(engine, None, &id, meta, body, extract, &overrides),

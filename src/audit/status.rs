@@ -116,7 +116,7 @@ mod tests {
     use crate::audit::{Audited, asyncapi_resource, config_map_resource};
     use crate::engine::Engine;
     use crate::kubernetes::extract::ExtractConfig;
-    use kube::api::DynamicObject;
+    use crate::kubernetes::raw_object::RawObject;
 
     const INSECURE: &str =
         "asyncapi: 3.0.0\nservers:\n  production:\n    host: x\n    protocol: amqp\n";
@@ -129,10 +129,13 @@ mod tests {
             crate::engine::document::value::to_json(stream.tree.node(stream.documents[0].0), 100)
                 .unwrap()
         };
-        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+        let object = RawObject::from_json(
+            &serde_json::json!({
             "apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
             "metadata": {"name": "orders", "namespace": "payments", "generation": 4},
-            "spec": spec}))
+            "spec": spec})
+            .to_string(),
+        )
         .unwrap();
         Audited::judge(
             &Engine::default(),
@@ -149,10 +152,13 @@ mod tests {
         } else {
             serde_json::json!({})
         };
-        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+        let object = RawObject::from_json(
+            &serde_json::json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "orders", "namespace": "payments", "labels": labels},
-            "data": {"asyncapi.yaml": document, "other": "x: 1"}}))
+            "data": {"asyncapi.yaml": document, "other": "x: 1"}})
+            .to_string(),
+        )
         .unwrap();
         Audited::judge(
             &Engine::default(),

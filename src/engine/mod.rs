@@ -148,17 +148,6 @@ impl Engine {
         self.evaluate_root(field, overrides)
     }
 
-    /// Judges a document given as a JSON value (an object the cluster client decoded).
-    pub fn evaluate_json(&self, value: &serde_json::Value, overrides: &Overrides) -> Evaluation {
-        match document::value::from_json(value, &self.policy.limits) {
-            Ok(stream) => match stream.roots().next() {
-                Some(root) => self.evaluate_root(root, overrides),
-                None => self.evaluate_load_error(&LoadError::Empty, overrides),
-            },
-            Err(error) => self.evaluate_load_error(&error, overrides),
-        }
-    }
-
     /// Judges a loaded document: its top level, then every rule that is not `off`.
     pub fn evaluate_root(&self, root: NodeRef<'_>, overrides: &Overrides) -> Evaluation {
         let version_text = root

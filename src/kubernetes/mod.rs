@@ -3,6 +3,7 @@
 
 pub mod extract;
 pub mod namespaces;
+pub mod raw_object;
 
 use std::collections::BTreeMap;
 

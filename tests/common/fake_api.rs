@@ -342,6 +342,13 @@ fn now() -> String {
     "2026-11-30T00:00:00Z".to_owned()
 }
 
+/// One watch event as the API server writes it: `type` before `object` (Go's field order),
+/// which a client that keeps the object's text unparsed depends on. serde_json's map would
+/// sort `object` first.
+fn watch_line(kind: &str, object: &Value) -> String {
+    format!("{{\"type\":{},\"object\":{object}}}\n", json!(kind))
+}
+
 impl Store {
     fn installed(&self, collection: &str) -> bool {
         !self.uninstalled.contains(collection)
@@ -355,7 +362,7 @@ impl Store {
     fn notify(&mut self, key: &Key, kind: &'static str, object: &Value) {
         let rv = self.revision;
         self.changes.push((rv, key.clone(), kind, object.clone()));
-        let line = Bytes::from(format!("{}\n", json!({"type": kind, "object": object})));
+        let line = Bytes::from(watch_line(kind, object));
         self.watchers.retain(|w| {
             if w.collection != key.collection
                 || (w.namespace.is_some() && w.namespace != key.namespace)
@@ -889,10 +896,7 @@ impl FakeApi {
                     )
                 });
             if matches {
-                let _ = sender.send(Bytes::from(format!(
-                    "{}\n",
-                    json!({"type": kind, "object": object})
-                )));
+                let _ = sender.send(Bytes::from(watch_line(kind, object)));
             }
         }
         store.watchers.push(Watcher {

@@ -1,54 +1,67 @@
-//! Between the document model and `serde_json` values: objects the cluster client already
-//! decoded (the audit), and configuration files and manifests turned into typed structs.
-
-use std::borrow::Cow;
+//! Between the document model and `serde_json` values: configuration files and manifests
+//! turned into typed structs, and (for tests) values turned into trees. Objects from the
+//! API server are not decoded into values at all: the webhook and the audit read their
+//! JSON text with the engine's reader.
 
 use serde_json::Value as Json;
 
-use super::build::{Builder, Collection};
-use super::{Limits, LoadError, NodeRef, Offset, ScalarKind, Stream, Syntax, Value};
+use super::{LoadError, NodeRef, ScalarKind, Value};
 
-/// A JSON value as a one-document stream without positions. Strings are borrowed.
-pub fn from_json<'v>(value: &'v Json, limits: &Limits) -> Result<Stream<'v>, LoadError> {
-    let mut builder = Builder::new("", Syntax::Json, false, limits);
-    builder.start_document(Offset::UNKNOWN);
-    add(&mut builder, value)?;
-    builder.finish()
-}
+#[cfg(test)]
+pub use from_value::from_json;
 
-// Recursion is bounded: the builder refuses nesting deeper than the limit before going on.
-fn add<'v>(builder: &mut Builder<'v>, value: &'v Json) -> Result<(), LoadError> {
-    let at = Offset::UNKNOWN;
-    let mut scalar = |text: Cow<'v, str>, kind| builder.scalar(text, kind, at, 0, false);
-    match value {
-        Json::Null => scalar(Cow::Borrowed("null"), ScalarKind::Null),
-        Json::Bool(b) => scalar(
-            Cow::Borrowed(if *b { "true" } else { "false" }),
-            ScalarKind::Bool,
-        ),
-        Json::Number(n) => {
-            let kind = if n.is_f64() {
-                ScalarKind::Float
-            } else {
-                ScalarKind::Int
-            };
-            scalar(Cow::Owned(n.to_string()), kind)
-        }
-        Json::String(s) => scalar(Cow::Borrowed(s.as_str()), ScalarKind::Str),
-        Json::Array(items) => {
-            builder.open(Collection::Seq, at, 0)?;
-            for item in items {
-                add(builder, item)?;
+/// Values into trees: for unit tests that write an object as `json!`.
+#[cfg(test)]
+mod from_value {
+    use std::borrow::Cow;
+
+    use serde_json::Value as Json;
+
+    use super::super::build::{Builder, Collection};
+    use super::super::{Limits, LoadError, Offset, ScalarKind, Stream, Syntax};
+
+    /// A JSON value as a one-document stream without positions. Strings are borrowed.
+    pub fn from_json<'v>(value: &'v Json, limits: &Limits) -> Result<Stream<'v>, LoadError> {
+        let mut builder = Builder::new("", Syntax::Json, false, limits);
+        builder.start_document(Offset::UNKNOWN);
+        add(&mut builder, value)?;
+        builder.finish()
+    }
+
+    // Recursion is bounded: the builder refuses nesting deeper than the limit before going on.
+    fn add<'v>(builder: &mut Builder<'v>, value: &'v Json) -> Result<(), LoadError> {
+        let at = Offset::UNKNOWN;
+        let mut scalar = |text: Cow<'v, str>, kind| builder.scalar(text, kind, at, 0, false);
+        match value {
+            Json::Null => scalar(Cow::Borrowed("null"), ScalarKind::Null),
+            Json::Bool(b) => scalar(
+                Cow::Borrowed(if *b { "true" } else { "false" }),
+                ScalarKind::Bool,
+            ),
+            Json::Number(n) => {
+                let kind = if n.is_f64() {
+                    ScalarKind::Float
+                } else {
+                    ScalarKind::Int
+                };
+                scalar(Cow::Owned(n.to_string()), kind)
             }
-            builder.close()
-        }
-        Json::Object(map) => {
-            builder.open(Collection::Map, at, 0)?;
-            for (key, item) in map {
-                builder.scalar(Cow::Borrowed(key.as_str()), ScalarKind::Str, at, 0, false)?;
-                add(builder, item)?;
+            Json::String(s) => scalar(Cow::Borrowed(s.as_str()), ScalarKind::Str),
+            Json::Array(items) => {
+                builder.open(Collection::Seq, at, 0)?;
+                for item in items {
+                    add(builder, item)?;
+                }
+                builder.close()
             }
-            builder.close()
+            Json::Object(map) => {
+                builder.open(Collection::Map, at, 0)?;
+                for (key, item) in map {
+                    builder.scalar(Cow::Borrowed(key.as_str()), ScalarKind::Str, at, 0, false)?;
+                    add(builder, item)?;
+                }
+                builder.close()
+            }
         }
     }
 }
@@ -118,7 +131,7 @@ fn parse_number(text: &str) -> Option<serde_json::Number> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::document::{Pos, load};
+    use crate::engine::document::{Limits, Pos, load};
 
     #[test]
     fn converts_without_positions() {
