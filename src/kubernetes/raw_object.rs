@@ -82,7 +82,9 @@ impl From<Metadata> for ObjectMeta {
 
 impl<'de> Deserialize<'de> for RawObject {
     /// Only from serde_json's own deserializer (a `RawValue` needs the text): a list's
-    /// `items` and a watch event's `object` both are, as `kube` decodes them. One pass:
+    /// `items` and a watch event's `object` both are, as `kube` decodes them (the API server
+    /// writes an event's `type` before its `object`, so serde's tagged enum does not buffer
+    /// the object; a buffered one would be refused, not misread). One pass:
     /// `metadata` is decoded, every other member kept as its text and copied into `body`
     /// (serde_json's skipping of a member is iterative: no depth limit of its own).
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
