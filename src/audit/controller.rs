@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::kubernetes::raw_object::RawObject;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event as EventObject;
@@ -30,6 +29,7 @@ use super::reports::ObjectResults;
 use super::status::{config_map_event, desired_condition};
 use super::{Audited, NamespaceLabels, asyncapi_resource, config_map_resource};
 use crate::engine::finding::RuleId;
+use crate::kubernetes::raw_object::RawObject;
 use crate::service::metrics::ViolationLabels;
 use crate::service::state::ActiveConfig;
 use crate::service::{Shared, Shutdown};
