@@ -46,18 +46,6 @@ fn page(kind: &str, items: Vec<Value>, query: &HashMap<String, String>) -> Json<
     )
 }
 
-/// An `AsyncAPI` whose spec nests `depth` objects deep: deeper than serde_json's recursion
-/// limit (128), which a cluster client that decodes objects into values would stop at.
-fn nested_resource(namespace: &str, depth: usize) -> Value {
-    let mut nested = json!("bottom");
-    for _ in 0..depth {
-        nested = json!({ "a": nested });
-    }
-    json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
-        "metadata": {"name": "nested", "namespace": namespace},
-        "spec": {"asyncapi": "3.0.0", "info": {"title": "t", "version": "1", "x-nested": nested}}})
-}
-
 async fn fake_api() -> std::net::SocketAddr {
     let app = Router::new()
         .route(
@@ -77,7 +65,7 @@ async fn fake_api() -> std::net::SocketAddr {
                     "metadata": {"name": "hello", "namespace": ns},
                     "spec": {"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}}}})];
                 if ns == "deep" {
-                    items.push(nested_resource(&ns, 150));
+                    items.push(common::nested_asyncapi("nested", &ns, 150));
                 }
                 page("AsyncAPIList", items, &q)
             }),

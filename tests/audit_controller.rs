@@ -359,17 +359,6 @@ async fn reports_scenario() {
     running.stop().await;
 }
 
-/// An `AsyncAPI` whose spec nests `depth` objects deep.
-fn nested_resource(name: &str, namespace: &str, depth: usize) -> Value {
-    let mut nested = json!("bottom");
-    for _ in 0..depth {
-        nested = json!({ "a": nested });
-    }
-    json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
-        "metadata": {"name": name, "namespace": namespace, "generation": 1},
-        "spec": {"asyncapi": "3.0.0", "info": {"title": "t", "version": "1", "x-nested": nested}}})
-}
-
 fn condition_reason(api: &FakeApi, name: &str) -> Option<String> {
     api.get(fake_api::ASYNCAPIS, Some("team-a"), name)
         .and_then(|o| {
@@ -391,7 +380,7 @@ async fn a_resource_nested_deeper_than_serde_json_allows_is_judged_and_the_watch
             api.create(
                 fake_api::ASYNCAPIS,
                 Some("team-a"),
-                nested_resource("listed", "team-a", 200),
+                common::nested_asyncapi("listed", "team-a", 200),
             );
             let running = start(&api, Shared::default(), settings("replica-a"));
             api.wait_for(
@@ -407,9 +396,9 @@ async fn a_resource_nested_deeper_than_serde_json_allows_is_judged_and_the_watch
             api.create(
                 fake_api::ASYNCAPIS,
                 Some("team-a"),
-                nested_resource("watched", "team-a", 300),
+                common::nested_asyncapi("watched", "team-a", 300),
             );
-            let mut insecure = nested_resource("after", "team-a", 1);
+            let mut insecure = common::nested_asyncapi("after", "team-a", 1);
             insecure["spec"]["servers"] = json!({"production": {"host": "x", "protocol": "amqp"}});
             api.create(fake_api::ASYNCAPIS, Some("team-a"), insecure);
             api.wait_for(

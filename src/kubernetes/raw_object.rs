@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ApiResource;
@@ -26,7 +27,8 @@ use serde_json::value::RawValue;
 pub struct RawObject {
     pub metadata: ObjectMeta,
     body: String,
-    status: Option<Box<RawValue>>,
+    /// Where `status` stands in `body`.
+    status: Option<Range<usize>>,
 }
 
 impl RawObject {
@@ -38,7 +40,7 @@ impl RawObject {
 
     /// `status`, as JSON text, when it has one.
     pub fn status(&self) -> Option<&str> {
-        self.status.as_deref().map(RawValue::get)
+        self.body.get(self.status.clone()?)
     }
 
     /// From the JSON text of an object (for tests, and objects that come from elsewhere).
@@ -127,9 +129,10 @@ impl<'de> Visitor<'de> for ObjectVisitor {
                 continue;
             }
             let value: Box<RawValue> = members.next_value()?;
+            let start = body.len();
             body.push_str(value.get());
             if key == "status" {
-                status = Some(value);
+                status = Some(start..body.len());
             }
         }
         body.push('}');

@@ -26,3 +26,16 @@ pub fn shared_dir() -> Option<PathBuf> {
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_asyncapi-guard"))
 }
+
+/// An `AsyncAPI` whose spec nests `depth` objects deep: deeper than serde_json's recursion
+/// limit (128) when `depth` is over it, where a cluster client that decodes objects into
+/// values stops.
+pub fn nested_asyncapi(name: &str, namespace: &str, depth: usize) -> serde_json::Value {
+    let mut nested = serde_json::json!("bottom");
+    for _ in 0..depth {
+        nested = serde_json::json!({ "a": nested });
+    }
+    serde_json::json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
+        "metadata": {"name": name, "namespace": namespace, "generation": 1},
+        "spec": {"asyncapi": "3.0.0", "info": {"title": "t", "version": "1", "x-nested": nested}}})
+}
