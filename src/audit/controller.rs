@@ -1,13 +1,14 @@
 //! The in-cluster audit (`serve --audit`): one replica at a time holds a Lease and does the
-//! writing. It watches ConfigMaps and AsyncAPI resources, writes the `SecurityCompliant`
-//! condition of each AsyncAPI resource, emits an Event on each non-compliant or unguarded
-//! ConfigMap, and exports the violations as gauges. It writes only what changed, backs off on
-//! API errors, and never stands in the way of admission: it runs beside it and only retries.
+//! writing. It watches ConfigMaps, AsyncAPI resources and the configured carrier kinds,
+//! writes the `SecurityCompliant` condition of each AsyncAPI resource, emits an Event on
+//! each other non-compliant object and on each unguarded ConfigMap, and exports the
+//! violations as gauges. It writes only what changed, backs off on API errors, and never
+//! stands in the way of admission: it runs beside it and only retries.
 //!
 //! Watches keep a small summary per object, not the objects: a cluster's ConfigMaps can be
 //! large, and the webhook's memory should not grow with them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +27,9 @@ use tracing::{info, warn};
 use super::list::namespace_labels;
 use super::report_writer::ReportWriter;
 use super::reports::ObjectResults;
-use super::status::{config_map_event, desired_condition};
-use super::{Audited, NamespaceLabels, asyncapi_resource, config_map_resource};
+use super::resources::{audited_resources, built_in, resource_name};
+use super::status::{desired_condition, object_event};
+use super::{Audited, NamespaceLabels, asyncapi_resource};
 use crate::engine::finding::RuleId;
 use crate::kubernetes::raw_object::RawObject;
 use crate::service::metrics::ViolationLabels;
@@ -160,7 +162,7 @@ pub struct Auditor {
     emitted: HashMap<String, String>,
     reports: Option<ReportWriter>,
     recorder: Recorder,
-    /// By resource plural and object uid.
+    /// By resource (its plural and group, [`resource_name`]) and object uid.
     objects: HashMap<(String, String), Summary>,
     counts: BTreeMap<(String, RuleId), i64>,
 }
@@ -253,9 +255,35 @@ impl Auditor {
                     warn!(error = %e, "audit: cannot list namespaces; their last known labels apply")
                 }
             }
-            let resources = [config_map_resource(), asyncapi_resource()];
-            let objects = resources.iter().map(|resource| {
-                let api: Api<RawObject> = Api::all_with(self.client.clone(), resource);
+            // Carriers are discovered again at every re-audit: a CRD installed after the
+            // server started is audited from the next one.
+            let resources = match audited_resources(&self.client, &config.kubernetes).await {
+                Ok(found) => {
+                    for reason in &found.skipped {
+                        warn!(reason = %reason, "audit: a configured kind is not audited");
+                    }
+                    found.resources
+                }
+                Err(e) => {
+                    warn!(error = %e, "audit: cannot discover the configured kinds; auditing ConfigMaps and AsyncAPIs until the next re-audit");
+                    built_in()
+                }
+            };
+            // What is no longer watched (a kind taken out of the configuration, a CRD gone)
+            // leaves the gauges and reports now, not never.
+            let watched: HashSet<String> = resources.iter().map(|r| r.name()).collect();
+            let unwatched: Vec<_> = self
+                .objects
+                .keys()
+                .filter(|(of, _)| !watched.contains(of))
+                .cloned()
+                .collect();
+            for key in unwatched {
+                self.forget(&key);
+            }
+            let objects = resources.into_iter().map(|audited| {
+                let resource = audited.resource;
+                let api: Api<RawObject> = Api::all_with(self.client.clone(), &resource);
                 watcher(api, watcher::Config::default())
                     .default_backoff()
                     .map(move |event| (resource.clone(), event))
@@ -276,7 +304,7 @@ impl Auditor {
                     next = events.next() => match next {
                         Some((resource, Ok(event))) => self.on_event(&config, &resource, event).await,
                         // The watcher backs off and resumes on its own.
-                        Some((resource, Err(e))) => warn!(resource = %resource.plural, error = %e, "audit: watch error"),
+                        Some((resource, Err(e))) => warn!(resource = %resource_name(&resource), error = %e, "audit: watch error"),
                         None => break,
                     },
                     next = namespace_events.next() => match next {
@@ -322,8 +350,9 @@ impl Auditor {
     ) {
         match event {
             watcher::Event::Init => {
-                for ((plural, _), summary) in &mut self.objects {
-                    if *plural == resource.plural {
+                let name = resource_name(resource);
+                for ((of, _), summary) in &mut self.objects {
+                    if *of == name {
                         summary.stale = true;
                     }
                 }
@@ -332,14 +361,15 @@ impl Auditor {
                 self.audit(config, resource, &object).await;
             }
             watcher::Event::Delete(object) => {
-                let key = (resource.plural.clone(), object.uid().unwrap_or_default());
+                let key = (resource_name(resource), object.uid().unwrap_or_default());
                 self.forget(&key);
             }
             watcher::Event::InitDone => {
+                let name = resource_name(resource);
                 let stale: Vec<_> = self
                     .objects
                     .iter()
-                    .filter(|((plural, _), s)| *plural == resource.plural && s.stale)
+                    .filter(|((of, _), s)| *of == name && s.stale)
                     .map(|(key, _)| key.clone())
                     .collect();
                 for key in stale {
@@ -364,7 +394,7 @@ impl Auditor {
             object,
             namespace_labels,
         );
-        let key = (resource.plural.clone(), object.uid().unwrap_or_default());
+        let key = (resource_name(resource), object.uid().unwrap_or_default());
         // An object that no longer carries a document leaves the report through `forget`.
         if let Some(reports) = &mut self.reports
             && audited.carries_documents()
@@ -405,7 +435,7 @@ impl Auditor {
                 warn!(object = %audited.id, error = %e, "audit: cannot write the status; will retry at the next re-audit");
             }
         } else {
-            let event = config_map_event(&audited);
+            let event = object_event(&audited);
             let note = event.as_ref().and_then(|e| e.note.clone());
             if let Some(event) = event.filter(|_| note != summary.last_event) {
                 match publish_event(&self.recorder, resource, object, &event).await {

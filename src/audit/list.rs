@@ -5,7 +5,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, ApiResource, ListParams, ResourceExt};
 
-use super::{Audited, NamespaceLabels, asyncapi_resource, config_map_resource};
+use super::resources::audited_resources;
+use super::{Audited, NamespaceLabels};
 use crate::engine::Engine;
 use crate::kubernetes::extract::ExtractConfig;
 use crate::kubernetes::raw_object::RawObject;
@@ -78,8 +79,8 @@ pub async fn namespace_labels(
     }
 }
 
-/// ConfigMaps (labelled ones, and unlabelled ones that hold AsyncAPI) and AsyncAPI resources,
-/// each judged as admission would in its namespace.
+/// ConfigMaps (labelled ones, and unlabelled ones that hold AsyncAPI), AsyncAPI resources
+/// and the configured carrier kinds, each object judged as admission would in its namespace.
 pub async fn census(
     client: &Client,
     engine: &Engine,
@@ -100,23 +101,28 @@ pub async fn census(
         }
         Err(e) => return Err(e),
     };
-    for resource in [config_map_resource(), asyncapi_resource()] {
+    let found = audited_resources(client, kubernetes).await?;
+    census.skipped.extend(found.skipped);
+    for audited in found.resources {
+        if namespace.is_some() && !audited.namespaced {
+            census.skipped.push(format!(
+                "{}: cluster-scoped, so not in one namespace (audit with --all-namespaces)",
+                audited.name()
+            ));
+            continue;
+        }
+        let resource = &audited.resource;
         let judge = |object: &RawObject| {
             let namespace_labels = labels.of(object.namespace().as_deref());
-            Audited::judge(engine, kubernetes, &resource, object, namespace_labels)
+            Audited::judge(engine, kubernetes, resource, object, namespace_labels)
         };
-        match audit_resource(client, &resource, namespace, page_size, judge, &mut census).await {
+        match audit_resource(client, resource, namespace, page_size, judge, &mut census).await {
             Ok(()) => {}
             // A missing CRD or a forbidden kind is reported, not fatal: the rest is still audited.
             Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => {
                 census.skipped.push(format!(
-                    "{}.{}: {} ({})",
-                    resource.plural,
-                    if resource.group.is_empty() {
-                        "core"
-                    } else {
-                        &resource.group
-                    },
+                    "{}: {} ({})",
+                    audited.name(),
                     status.message,
                     status.code
                 ))

@@ -2,6 +2,7 @@
 //! `failurePolicy: Ignore`, or ConfigMaps that carry AsyncAPI without the opt-in label, are
 //! judged with the same engine and reported where people look.
 //!
+//! - [`resources`]: the kinds read: ConfigMaps, `AsyncAPI`s, the configured carriers.
 //! - [`list`]: the objects, listed page by page (`asyncapi-guard audit`).
 //! - [`status`]: what to write for an object (pure).
 //! - [`controller`]: the in-cluster audit of `serve --audit`.
@@ -10,6 +11,7 @@ pub mod controller;
 pub mod list;
 pub mod report_writer;
 pub mod reports;
+pub mod resources;
 pub mod status;
 
 use std::collections::{BTreeMap, HashMap};

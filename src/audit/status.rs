@@ -1,5 +1,6 @@
 //! What the audit writes for an object, decided from the object alone: the
-//! `SecurityCompliant` condition of an AsyncAPI resource, the Event on a ConfigMap. Pure, so
+//! `SecurityCompliant` condition of an AsyncAPI resource, the Event on any other object (a
+//! ConfigMap, an object of a configured carrier kind). Pure, so
 //! the "write only what changed" rule is tested without a cluster.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -68,9 +69,10 @@ pub fn desired_condition(
     })
 }
 
-/// The Event for a ConfigMap: a non-compliant one, or one that carries AsyncAPI without the
-/// label (admission never sees it). `None` for a compliant, labelled one.
-pub fn config_map_event(audited: &Audited) -> Option<Event> {
+/// The Event for an object without a status of ours (a ConfigMap, a carrier kind's object): a
+/// non-compliant one, or a ConfigMap that carries AsyncAPI without the label (admission never
+/// sees it). `None` for a compliant, guarded one.
+pub fn object_event(audited: &Audited) -> Option<Event> {
     if !audited.carries_documents() || (audited.guarded && audited.compliant()) {
         return None;
     }
@@ -224,8 +226,8 @@ mod tests {
 
     #[test]
     fn events_for_non_compliant_and_unguarded_config_maps_only() {
-        assert!(config_map_event(&config_map(SECURE, true)).is_none());
-        let denied = config_map_event(&config_map(INSECURE, true)).unwrap();
+        assert!(object_event(&config_map(SECURE, true)).is_none());
+        let denied = object_event(&config_map(INSECURE, true)).unwrap();
         assert_eq!(denied.reason, "NonCompliant");
         assert!(
             denied
@@ -233,10 +235,10 @@ mod tests {
                 .unwrap()
                 .starts_with("ConfigMap payments/orders: asyncapi.yaml:3:3 ")
         );
-        let unguarded = config_map_event(&config_map(SECURE, false)).unwrap();
+        let unguarded = object_event(&config_map(SECURE, false)).unwrap();
         assert_eq!(unguarded.reason, "Unguarded");
         assert!(unguarded.note.unwrap().ends_with("they meet the policy"));
-        let unguarded_bad = config_map_event(&config_map(INSECURE, false)).unwrap();
+        let unguarded_bad = object_event(&config_map(INSECURE, false)).unwrap();
         assert!(
             unguarded_bad
                 .note
@@ -244,7 +246,7 @@ mod tests {
                 .contains("[server-security-missing]")
         );
         // Not AsyncAPI at all: nothing to say.
-        assert!(config_map_event(&config_map("just: yaml", false)).is_none());
+        assert!(object_event(&config_map("just: yaml", false)).is_none());
     }
 
     #[test]

@@ -249,6 +249,8 @@ def check_workload(label, values, rendered, objects):
             (("coordination.k8s.io",), ("leases",), (lease,), "get"), (("coordination.k8s.io",), ("leases",), (lease,), "patch"),
             (("coordination.k8s.io",), ("leases",), (), "create"),
         }
+        for extra in values["extraKinds"]:
+            wanted |= {((extra["group"],), (extra["resource"],), (), verb) for verb in ("list", "watch")}
         reports = {(("openreports.io",), ("reports",), (), verb) for verb in ("get", "list", "watch", "create", "update", "patch", "delete")}
         if values["audit"]["reports"]:
             wanted |= reports

@@ -12,7 +12,9 @@
 //! - writes without a `fieldManager` are recorded under the manager `unknown`;
 //! - a resource that is not installed (a CRD absent) answers 404 to everything;
 //! - lists page with `limit` and `continue`, and filter by `metadata.name` field selectors
-//!   and equality/existence label selectors.
+//!   and equality/existence label selectors;
+//! - discovery (`/api`, `/api/v1`, `/apis`, `/apis/<group>/<version>`) lists the built-in
+//!   kinds and those a test serves (a CRD installed), less those not installed.
 //!
 //! Tests change objects through the same store (as `kubectl` would), and read the log of
 //! requests to check what the code under test did.
@@ -88,8 +90,44 @@ struct Store {
     watchers: Vec<Watcher>,
     faults: Vec<Fault>,
     uninstalled: BTreeSet<Collection>,
+    /// Kinds served besides the built-in ones (CRDs installed by the test).
+    served: Vec<Served>,
     requests: Vec<Recorded>,
 }
+
+/// A kind the API server serves, for discovery.
+#[derive(Debug, Clone)]
+struct Served {
+    group: String,
+    version: String,
+    kind: String,
+    plural: String,
+    namespaced: bool,
+}
+
+/// What discovery lists without a test serving it: the kinds our code reads and writes.
+const BUILT_IN: &[(&str, &str, &str, &str, bool)] = &[
+    ("", "v1", "ConfigMap", "configmaps", true),
+    ("", "v1", "Secret", "secrets", true),
+    ("", "v1", "Namespace", "namespaces", false),
+    ("events.k8s.io", "v1", "Event", "events", true),
+    ("coordination.k8s.io", "v1", "Lease", "leases", true),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        false,
+    ),
+    (
+        "asyncapi-guard.io",
+        "v1alpha1",
+        "AsyncAPI",
+        "asyncapis",
+        true,
+    ),
+    ("openreports.io", "v1alpha1", "Report", "reports", true),
+];
 
 #[derive(Clone, Default)]
 pub struct FakeApi {
@@ -352,6 +390,87 @@ fn watch_line(kind: &str, object: &Value) -> String {
 impl Store {
     fn installed(&self, collection: &str) -> bool {
         !self.uninstalled.contains(collection)
+    }
+
+    /// Every kind discovery lists: built in or served, and installed.
+    fn served(&self) -> Vec<Served> {
+        BUILT_IN
+            .iter()
+            .map(|&(group, version, kind, plural, namespaced)| Served {
+                group: group.to_owned(),
+                version: version.to_owned(),
+                kind: kind.to_owned(),
+                plural: plural.to_owned(),
+                namespaced,
+            })
+            .chain(self.served.iter().cloned())
+            .filter(|s| self.installed(&collection(&s.group, &s.version, &s.plural)))
+            .collect()
+    }
+
+    /// The discovery documents, as kube-apiserver serves them; `None` for any other path.
+    fn discovery(&self, path: &str) -> Option<Reply> {
+        let served = self.served();
+        let resources = |group: &str, version: &str| {
+            let list: Vec<Value> = served
+                .iter()
+                .filter(|s| s.group == group && s.version == version)
+                .map(|s| {
+                    json!({"name": s.plural, "singularName": s.kind.to_lowercase(), "namespaced": s.namespaced,
+                           "kind": s.kind, "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+                })
+                .collect();
+            let group_version = if group.is_empty() {
+                version.to_owned()
+            } else {
+                format!("{group}/{version}")
+            };
+            if list.is_empty() {
+                error(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )
+            } else {
+                (
+                    200,
+                    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}),
+                )
+            }
+        };
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        Some(match segments.as_slice() {
+            ["api"] => (
+                200,
+                json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}),
+            ),
+            ["api", version] => resources("", version),
+            ["apis"] => {
+                let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+                for s in served.iter().filter(|s| !s.group.is_empty()) {
+                    let versions = groups.entry(&s.group).or_default();
+                    if !versions.contains(&s.version.as_str()) {
+                        versions.push(&s.version);
+                    }
+                }
+                let groups: Vec<Value> = groups
+                    .into_iter()
+                    .map(|(name, versions)| {
+                        let versions: Vec<Value> = versions
+                            .iter()
+                            .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+                            .collect();
+                        json!({"name": name, "preferredVersion": versions[0], "versions": versions})
+                    })
+                    .collect();
+                (
+                    200,
+                    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+                )
+            }
+            ["apis", group, version] => resources(group, version),
+            _ => return None,
+        })
     }
 
     fn bump(&mut self) -> u64 {
@@ -809,6 +928,13 @@ impl FakeApi {
             store.requests.push(record);
             return respond(error(fault.status, &fault.reason, "injected by the test"));
         }
+        if parts.method == Method::GET
+            && let Some(reply) = store.discovery(&path)
+        {
+            record.status = reply.0;
+            store.requests.push(record);
+            return respond(reply);
+        }
         let Some((key, sub)) = parse_path(&path) else {
             record.status = 404;
             store.requests.push(record);
@@ -1013,6 +1139,24 @@ impl FakeApi {
         } else {
             store.uninstalled.insert(collection.to_owned());
         }
+    }
+
+    /// Serves a kind, as installing its CRD does: discovery lists it from now on.
+    pub fn serve_kind(
+        &self,
+        group: &str,
+        version: &str,
+        kind: &str,
+        plural: &str,
+        namespaced: bool,
+    ) {
+        self.store.lock().unwrap().served.push(Served {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            kind: kind.to_owned(),
+            plural: plural.to_owned(),
+            namespaced,
+        });
     }
 
     /// The next request of `method` whose path contains `path_contains` fails with `status`.

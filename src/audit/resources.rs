@@ -1,0 +1,125 @@
+//! What the audit lists and watches: ConfigMaps, `AsyncAPI` resources, and the kinds the
+//! configuration names as carriers of documents (`kubernetes.kinds`), which admission judges
+//! as well. The configuration names a carrier by group and kind, as an admission request
+//! does; discovery finds its plural, its scope and the version the API server prefers (any
+//! version lists every object of the kind).
+
+use kube::Client;
+use kube::api::ApiResource;
+use kube::discovery::{self, Scope, verbs};
+
+use super::{asyncapi_resource, config_map_resource};
+use crate::kubernetes::extract::{CarrierKind, ExtractConfig};
+
+/// A kind the audit reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditedResource {
+    pub resource: ApiResource,
+    /// Namespaced (`false`: cluster-scoped objects, listed only by an audit of everything).
+    pub namespaced: bool,
+}
+
+impl AuditedResource {
+    /// Names it in messages: `configmaps`, `eventcontracts.events.example.com`.
+    pub fn name(&self) -> String {
+        resource_name(&self.resource)
+    }
+}
+
+/// What every audit reads, whatever the configuration: ConfigMaps and `AsyncAPI`s.
+pub fn built_in() -> Vec<AuditedResource> {
+    [config_map_resource(), asyncapi_resource()]
+        .into_iter()
+        .map(|resource| AuditedResource {
+            resource,
+            namespaced: true,
+        })
+        .collect()
+}
+
+/// A resource's name with its group, as `kubectl` writes it: `configmaps`,
+/// `eventcontracts.events.example.com`. Plurals alone can clash across groups.
+pub fn resource_name(resource: &ApiResource) -> String {
+    qualified(&resource.plural, &resource.group)
+}
+
+fn qualified(name: &str, group: &str) -> String {
+    if group.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{name}.{group}")
+    }
+}
+
+/// The kinds to audit, and for each configured carrier that cannot be, why.
+#[derive(Debug, Default)]
+pub struct AuditedResources {
+    pub resources: Vec<AuditedResource>,
+    pub skipped: Vec<String>,
+}
+
+/// ConfigMaps and `AsyncAPI`s, then the configured carriers as discovery finds them. A
+/// carrier the API server does not serve (its CRD not installed yet, a typo in the
+/// configuration) or does not let us list and watch is skipped with the reason: the rest is
+/// still audited, as admission still judges the rest. Other errors (the API server out of
+/// reach) are returned.
+pub async fn audited_resources(
+    client: &Client,
+    kubernetes: &ExtractConfig,
+) -> Result<AuditedResources, kube::Error> {
+    let mut found = AuditedResources {
+        resources: built_in(),
+        skipped: Vec::new(),
+    };
+    for carrier in &kubernetes.kinds {
+        match discover(client, carrier).await? {
+            Ok(resource) => {
+                if !found.resources.contains(&resource) {
+                    found.resources.push(resource);
+                }
+            }
+            Err(reason) => found.skipped.push(format!(
+                "{}: {reason}",
+                qualified(&carrier.kind, &carrier.group)
+            )),
+        }
+    }
+    Ok(found)
+}
+
+/// The carrier's resource, or (inner `Err`) why it cannot be audited.
+async fn discover(
+    client: &Client,
+    carrier: &CarrierKind,
+) -> Result<Result<AuditedResource, String>, kube::Error> {
+    let group = match discovery::group(client, &carrier.group).await {
+        Ok(group) => group,
+        Err(kube::Error::Discovery(e)) => {
+            return Ok(Err(format!(
+                "the API server does not serve this kind ({e}); is its CRD installed?"
+            )));
+        }
+        Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => {
+            return Ok(Err(format!("{} ({})", status.message, status.code)));
+        }
+        Err(e) => return Err(e),
+    };
+    let Some((resource, capabilities)) = group.recommended_kind(&carrier.kind) else {
+        return Ok(Err(format!(
+            "the API server serves the group at {} without this kind; is its CRD installed?",
+            group.preferred_version_or_latest()
+        )));
+    };
+    if !(capabilities.supports_operation(verbs::LIST)
+        && capabilities.supports_operation(verbs::WATCH))
+    {
+        return Ok(Err(format!(
+            "{} cannot be listed and watched",
+            qualified(&resource.plural, &resource.group)
+        )));
+    }
+    Ok(Ok(AuditedResource {
+        resource,
+        namespaced: capabilities.scope == Scope::Namespaced,
+    }))
+}

@@ -1,0 +1,298 @@
+//! The audit of the kinds the configuration names as carriers (`kubernetes.kinds`), which
+//! admission judges: before, the audit read only ConfigMaps and `AsyncAPI`s, so an insecure
+//! document in a carrier created before the webhook was never reported. Against the fake API
+//! server, whose discovery lists a kind once a test serves it (its CRD installed).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use asyncapi_guard::audit::controller::{self, AuditSettings};
+use asyncapi_guard::audit::list::{Census, census};
+use asyncapi_guard::config::Config;
+use asyncapi_guard::engine::Engine;
+use asyncapi_guard::kubernetes::extract::{CarrierKind, ExtractConfig};
+use asyncapi_guard::service::state::ActiveConfig;
+use asyncapi_guard::service::{Shared, Shutdown};
+use common::fake_api::{self, FakeApi};
+use serde_json::{Value, json};
+
+const INSECURE: &str = "asyncapi: 3.0.0\ninfo: {title: t, version: '1'}\nservers:\n  production:\n    host: x\n    protocol: amqp\n";
+const GROUP: &str = "events.example.com";
+
+fn carriers() -> ExtractConfig {
+    ExtractConfig {
+        kinds: vec![
+            CarrierKind {
+                group: GROUP.into(),
+                kind: "EventContract".into(),
+                field: "/spec/asyncapi".into(),
+            },
+            CarrierKind {
+                group: GROUP.into(),
+                kind: "ClusterContract".into(),
+                field: "/spec/asyncapi".into(),
+            },
+            // Configured, but its CRD is not installed.
+            CarrierKind {
+                group: "streams.example.com".into(),
+                kind: "Stream".into(),
+                field: "/spec/document".into(),
+            },
+        ],
+        ..ExtractConfig::default()
+    }
+}
+
+fn contract(kind: &str, name: &str, namespace: Option<&str>, document: &str) -> Value {
+    let mut metadata = json!({"name": name});
+    if let Some(ns) = namespace {
+        metadata["namespace"] = json!(ns);
+    }
+    json!({"apiVersion": format!("{GROUP}/v1"), "kind": kind, "metadata": metadata,
+           "spec": {"asyncapi": document}})
+}
+
+fn contracts() -> String {
+    fake_api::collection(GROUP, "v1", "eventcontracts")
+}
+
+/// A cluster that serves the two contract kinds, one namespaced and one cluster-scoped.
+fn cluster() -> FakeApi {
+    let api = FakeApi::new();
+    api.serve_kind(GROUP, "v1", "EventContract", "eventcontracts", true);
+    api.serve_kind(GROUP, "v1", "ClusterContract", "clustercontracts", false);
+    api.create(
+        fake_api::NAMESPACES,
+        None,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "payments"}}),
+    );
+    api.create(
+        &contracts(),
+        Some("payments"),
+        contract("EventContract", "orders", Some("payments"), INSECURE),
+    );
+    // No document in the field: nothing to judge, as admission judges nothing.
+    api.create(
+        &contracts(),
+        Some("payments"),
+        json!({"apiVersion": format!("{GROUP}/v1"), "kind": "EventContract",
+               "metadata": {"name": "empty", "namespace": "payments"}, "spec": {}}),
+    );
+    api.create(
+        &fake_api::collection(GROUP, "v1", "clustercontracts"),
+        None,
+        contract("ClusterContract", "shared", None, INSECURE),
+    );
+    api
+}
+
+async fn audit(api: &FakeApi, namespace: Option<&str>) -> Census {
+    census(
+        &api.client("default"),
+        &Engine::default(),
+        &carriers(),
+        namespace,
+        100,
+    )
+    .await
+    .unwrap()
+}
+
+fn audited_paths(census: &Census) -> Vec<String> {
+    let mut paths: Vec<String> = census.audited.iter().map(|a| a.id.path()).collect();
+    paths.sort();
+    paths
+}
+
+#[tokio::test]
+async fn the_cli_audit_judges_the_configured_carrier_kinds_and_says_which_it_could_not() {
+    let api = cluster();
+    let everything = audit(&api, None).await;
+    assert_eq!(
+        audited_paths(&everything),
+        ["ClusterContract/shared", "EventContract/payments/orders"]
+    );
+    let orders = everything
+        .audited
+        .iter()
+        .find(|a| a.id.name == "orders")
+        .unwrap();
+    assert_eq!(orders.id.group, GROUP);
+    assert_eq!(orders.api_version, format!("{GROUP}/v1"));
+    assert!(orders.guarded, "admission judges every carrier object");
+    assert!(!orders.compliant());
+    assert!(
+        orders.denial().unwrap().contains("server-security-missing"),
+        "{:?}",
+        orders.denial()
+    );
+    assert_eq!(
+        orders.reports()[0].file,
+        "EventContract/payments/orders/spec/asyncapi"
+    );
+    assert_eq!(everything.skipped.len(), 1, "{:?}", everything.skipped);
+    assert!(
+        everything.skipped[0].starts_with("Stream.streams.example.com: ")
+            && everything.skipped[0].contains("CRD installed"),
+        "{:?}",
+        everything.skipped
+    );
+
+    // In one namespace, a cluster-scoped kind has no objects to list: said, not guessed.
+    let payments = audit(&api, Some("payments")).await;
+    assert_eq!(audited_paths(&payments), ["EventContract/payments/orders"]);
+    assert!(
+        payments
+            .skipped
+            .iter()
+            .any(|s| s.starts_with("clustercontracts.events.example.com: cluster-scoped")),
+        "{:?}",
+        payments.skipped
+    );
+}
+
+#[tokio::test]
+async fn a_carrier_crd_removed_after_discovery_is_skipped_and_the_rest_still_audited() {
+    let api = cluster();
+    // Discovery still lists it, but its list answers 404 (the CRD deleted in between).
+    api.fail_next(http::Method::GET, "/eventcontracts", 404, "NotFound");
+    let census = audit(&api, None).await;
+    assert_eq!(audited_paths(&census), ["ClusterContract/shared"]);
+    assert!(
+        census
+            .skipped
+            .iter()
+            .any(|s| s.starts_with("eventcontracts.events.example.com: ")),
+        "{:?}",
+        census.skipped
+    );
+}
+
+#[tokio::test]
+async fn an_api_server_that_fails_discovery_fails_the_cli_audit() {
+    let api = cluster();
+    // The group's discovery document, asked for before any list of the group.
+    api.fail_next(
+        http::Method::GET,
+        "/apis/events.example.com/v1",
+        503,
+        "ServiceUnavailable",
+    );
+    let result = census(
+        &api.client("default"),
+        &Engine::default(),
+        &carriers(),
+        None,
+        100,
+    )
+    .await;
+    assert!(
+        result.is_err(),
+        "a half audit must not look like a clean one"
+    );
+}
+
+fn events_about(api: &FakeApi, name: &str) -> Vec<Value> {
+    api.all(fake_api::EVENTS)
+        .into_iter()
+        .filter(|e| e["regarding"]["name"] == name)
+        .collect()
+}
+
+/// `serve --audit` watches the carriers too: an Event on the non-compliant object, the
+/// violation gauge, for an object listed at the start and for one created later.
+#[tokio::test]
+async fn the_in_cluster_audit_watches_the_carrier_kinds() {
+    tokio::task::LocalSet::new()
+        .run_until(watch_carriers())
+        .await;
+}
+
+async fn watch_carriers() {
+    let api = cluster();
+    let shared = Shared::new(Config {
+        kubernetes: carriers(),
+        ..Config::default()
+    });
+    let shutdown = Shutdown::new();
+    let running = tokio::task::spawn_local(controller::run(
+        api.client("asyncapi-guard"),
+        shared.clone(),
+        AuditSettings {
+            lease: "asyncapi-guard-audit".into(),
+            namespace: "asyncapi-guard".into(),
+            identity: "replica-a".into(),
+            resync: Duration::from_secs(600),
+            reports: false,
+        },
+        shutdown.clone(),
+    ));
+    api.wait_for(
+        "the event on payments/orders",
+        Duration::from_secs(10),
+        |api| !events_about(api, "orders").is_empty(),
+    )
+    .await;
+    let event = &events_about(&api, "orders")[0];
+    assert_eq!(event["reason"], "NonCompliant");
+    assert_eq!(event["regarding"]["kind"], "EventContract");
+    assert_eq!(event["regarding"]["apiVersion"], format!("{GROUP}/v1"));
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap()
+            .contains("EventContract payments/orders"),
+        "{event}"
+    );
+    api.wait_for(
+        "the event on the cluster-scoped contract",
+        Duration::from_secs(10),
+        |api| !events_about(api, "shared").is_empty(),
+    )
+    .await;
+
+    api.create(
+        &contracts(),
+        Some("payments"),
+        contract("EventContract", "refunds", Some("payments"), INSECURE),
+    );
+    api.wait_for(
+        "the event on the contract created later",
+        Duration::from_secs(10),
+        |api| !events_about(api, "refunds").is_empty(),
+    )
+    .await;
+    let gauge = "asyncapi_guard_audit_violations{namespace=\"payments\",rule=\"server-security-missing\"} 2";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !shared.metrics.encode().contains(gauge) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{gauge} in\n{}",
+            shared.metrics.encode()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The carriers taken out of the configuration: their violations leave the gauges at the
+    // re-audit the change starts, rather than stay counted with no watch to clear them.
+    shared
+        .config
+        .store(std::sync::Arc::new(ActiveConfig::from(Config::default())));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while shared.metrics.encode().contains("namespace=\"payments\"") {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the carriers' violations are still counted:\n{}",
+            shared.metrics.encode()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the audit stops within 5 s of shutdown")
+        .unwrap();
+}
