@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 const INSECURE: &str = "asyncapi: 3.0.0\ninfo: {title: t, version: '1'}\nservers:\n  production:\n    host: x\n    protocol: amqp\n";
 const GROUP: &str = "events.example.com";
+const REPORTS: &str = "apis/openreports.io/v1alpha1/reports";
 
 fn carriers() -> ExtractConfig {
     ExtractConfig {
@@ -225,7 +226,7 @@ async fn watch_carriers() {
             namespace: "asyncapi-guard".into(),
             identity: "replica-a".into(),
             resync: Duration::from_secs(600),
-            reports: false,
+            reports: true,
         },
         shutdown.clone(),
     ));
@@ -252,6 +253,20 @@ async fn watch_carriers() {
         |api| !events_about(api, "shared").is_empty(),
     )
     .await;
+
+    // The namespaced contract is in its namespace's OpenReports Report; the cluster-scoped
+    // one has none to go in, and no write is tried to a namespace without a name.
+    api.wait_for("the payments report", Duration::from_secs(10), |api| {
+        api.get(REPORTS, Some("payments"), "asyncapi-guard")
+            .is_some_and(|r| r["results"].to_string().contains("orders"))
+    })
+    .await;
+    assert!(
+        api.requests()
+            .iter()
+            .all(|r| !r.path.contains("/namespaces//")),
+        "a write to a nameless namespace"
+    );
 
     api.create(
         &contracts(),

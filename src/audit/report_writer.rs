@@ -70,8 +70,12 @@ impl ReportWriter {
     }
 
     /// An object's results as just judged (its namespace's Report is rewritten only if they
-    /// changed).
+    /// changed). A cluster-scoped object (a carrier kind's) has no namespace Report to go in:
+    /// its violations are still Events and gauges, as `reports_of` leaves it out of the CLI's.
     pub fn put(&mut self, results: ObjectResults) {
+        if results.namespace.is_empty() {
+            return;
+        }
         let namespace = results.namespace.clone();
         let objects = self.objects.entry(namespace.clone()).or_default();
         if objects.get(&results.uid) != Some(&results) {
