@@ -1,7 +1,7 @@
 //! What the audit writes for an object, decided from the object alone: the
 //! `SecurityCompliant` condition of an AsyncAPI resource, the Event on any other object (a
-//! ConfigMap, an object of a configured carrier kind). Pure, so
-//! the "write only what changed" rule is tested without a cluster.
+//! ConfigMap, an object of a configured carrier kind). Pure, so the "write only what
+//! changed" rule is tested without a cluster.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
