@@ -127,6 +127,13 @@ const BUILT_IN: &[(&str, &str, &str, &str, bool)] = &[
         true,
     ),
     ("openreports.io", "v1alpha1", "Report", "reports", true),
+    (
+        "openreports.io",
+        "v1alpha1",
+        "ClusterReport",
+        "clusterreports",
+        false,
+    ),
 ];
 
 #[derive(Clone, Default)]
@@ -189,18 +196,10 @@ fn kind_of(collection: &str) -> (String, String) {
         ["apis", group, version, plural] => (format!("{group}/{version}"), *plural),
         _ => (String::new(), collection),
     };
-    let kind = match plural {
-        "configmaps" => "ConfigMap",
-        "secrets" => "Secret",
-        "namespaces" => "Namespace",
-        "events" => "Event",
-        "leases" => "Lease",
-        "validatingwebhookconfigurations" => "ValidatingWebhookConfiguration",
-        "asyncapis" => "AsyncAPI",
-        "reports" => "Report",
-        "clusterreports" => "ClusterReport",
-        other => other,
-    };
+    let kind = BUILT_IN
+        .iter()
+        .find(|&&(_, _, _, built_in, _)| built_in == plural)
+        .map_or(plural, |&(_, _, kind, _, _)| kind);
     (api_version, kind.to_owned())
 }
 
