@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 const INSECURE: &str = "asyncapi: 3.0.0\ninfo: {title: t, version: '1'}\nservers:\n  production:\n    host: x\n    protocol: amqp\n";
 const GROUP: &str = "events.example.com";
 const REPORTS: &str = "apis/openreports.io/v1alpha1/reports";
+const CLUSTER_REPORTS: &str = "apis/openreports.io/v1alpha1/clusterreports";
 
 fn carriers() -> ExtractConfig {
     ExtractConfig {
@@ -211,8 +212,8 @@ async fn the_in_cluster_audit_watches_the_carrier_kinds() {
         .await;
 }
 
-async fn watch_carriers() {
-    let api = cluster();
+/// The in-cluster audit of `api` with the carriers configured and reports on.
+fn start(api: &FakeApi) -> (Shared, Shutdown, tokio::task::JoinHandle<()>) {
     let shared = Shared::new(Config {
         kubernetes: carriers(),
         ..Config::default()
@@ -230,6 +231,20 @@ async fn watch_carriers() {
         },
         shutdown.clone(),
     ));
+    (shared, shutdown, running)
+}
+
+async fn stop(shutdown: Shutdown, running: tokio::task::JoinHandle<()>) {
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("the audit stops within 5 s of shutdown")
+        .unwrap();
+}
+
+async fn watch_carriers() {
+    let api = cluster();
+    let (shared, shutdown, running) = start(&api);
     api.wait_for(
         "the event on payments/orders",
         Duration::from_secs(10),
@@ -254,13 +269,21 @@ async fn watch_carriers() {
     )
     .await;
 
-    // The namespaced contract is in its namespace's OpenReports Report; the cluster-scoped
-    // one has none to go in, and no write is tried to a namespace without a name.
+    // The namespaced contract is in its namespace's OpenReports Report, the cluster-scoped
+    // one in the ClusterReport; no write is tried to a namespace without a name.
     api.wait_for("the payments report", Duration::from_secs(10), |api| {
         api.get(REPORTS, Some("payments"), "asyncapi-guard")
             .is_some_and(|r| r["results"].to_string().contains("orders"))
     })
     .await;
+    api.wait_for("the cluster report", Duration::from_secs(10), |api| {
+        api.get(CLUSTER_REPORTS, None, "asyncapi-guard")
+            .is_some_and(|r| r["results"].to_string().contains("shared"))
+    })
+    .await;
+    let cluster_report = api.get(CLUSTER_REPORTS, None, "asyncapi-guard").unwrap();
+    assert_eq!(cluster_report["kind"], "ClusterReport");
+    assert!(cluster_report["metadata"].get("namespace").is_none());
     assert!(
         api.requests()
             .iter()
@@ -305,9 +328,32 @@ async fn watch_carriers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), running)
-        .await
-        .expect("the audit stops within 5 s of shutdown")
-        .unwrap();
+    stop(shutdown, running).await;
+}
+
+/// OpenReports installed without its ClusterReport CRD: the namespace Reports are written,
+/// and the missing CRD is looked for again a minute later, not at every flush.
+#[tokio::test]
+async fn without_the_cluster_report_crd_the_namespace_reports_are_still_written() {
+    tokio::task::LocalSet::new()
+        .run_until(async {
+            let api = cluster();
+            api.set_installed(CLUSTER_REPORTS, false);
+            let (_, shutdown, running) = start(&api);
+            api.wait_for("the payments report", Duration::from_secs(10), |api| {
+                api.get(REPORTS, Some("payments"), "asyncapi-guard")
+                    .is_some()
+            })
+            .await;
+            // Two flushes more.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let asked = api
+                .requests()
+                .iter()
+                .filter(|r| r.path.contains("/clusterreports"))
+                .count();
+            assert_eq!(asked, 1, "the missing CRD is asked about once a minute");
+            stop(shutdown, running).await;
+        })
+        .await;
 }

@@ -6,20 +6,28 @@ mod common;
 
 use std::process::Command;
 
+use asyncapi_guard::audit::list::census;
 use asyncapi_guard::audit::reports::{ObjectResults, render_stream, reports_of};
+use asyncapi_guard::engine::Engine;
+use asyncapi_guard::kubernetes::extract::{CarrierKind, ExtractConfig};
 use common::fake_api::{self, FakeApi};
 use serde_json::json;
 
 const VALIDATE: &str = r#"
 import json, sys, yaml, jsonschema
-crd = yaml.safe_load(open(sys.argv[1]))
-schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-text = open(sys.argv[2]).read()
+schemas = {}
+for path in sys.argv[1:3]:
+    crd = yaml.safe_load(open(path))
+    schemas[crd["spec"]["names"]["kind"]] = (crd["spec"]["scope"], crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+text = open(sys.argv[3]).read()
 reports = [d for d in yaml.safe_load_all(text) if d]
-assert reports, "no report"
+kinds = sorted(r["kind"] for r in reports)
+assert kinds == ["ClusterReport", "Report", "Report"], kinds
 for report in reports:
+    assert report["apiVersion"] == "openreports.io/v1alpha1"
+    scope, schema = schemas[report["kind"]]
     jsonschema.validate(report, schema)
-    assert report["apiVersion"] == "openreports.io/v1alpha1" and report["kind"] == "Report"
+    assert ("namespace" in report["metadata"]) == (scope == "Namespaced"), report["metadata"]
 print(f"{len(reports)} reports valid")
 "#;
 
@@ -59,16 +67,50 @@ fn openreports_validate_against_the_crd() {
                    "data": {"asyncapi.yaml": document}}),
         );
     }
-    let census = runtime.block_on(api.census());
+    // A cluster-scoped carrier kind's object: in the ClusterReport.
+    api.serve_kind(
+        "events.example.com",
+        "v1",
+        "ClusterContract",
+        "clustercontracts",
+        false,
+    );
+    api.create(
+        &fake_api::collection("events.example.com", "v1", "clustercontracts"),
+        None,
+        json!({"apiVersion": "events.example.com/v1", "kind": "ClusterContract",
+               "metadata": {"name": "shared"}, "spec": {"asyncapi": insecure}}),
+    );
+    let carriers = ExtractConfig {
+        kinds: vec![CarrierKind {
+            group: "events.example.com".into(),
+            kind: "ClusterContract".into(),
+            field: "/spec/asyncapi".into(),
+        }],
+        ..ExtractConfig::default()
+    };
+    let census = runtime
+        .block_on(async {
+            census(
+                &api.client("default"),
+                &Engine::default(),
+                &carriers,
+                None,
+                100,
+            )
+            .await
+        })
+        .unwrap();
     let objects: Vec<ObjectResults> = census.audited.iter().map(ObjectResults::of).collect();
     let reports = reports_of(&objects);
-    assert_eq!(reports.len(), 2);
+    assert_eq!(reports.len(), 3);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("reports.yaml");
     std::fs::write(&file, render_stream(&reports)).unwrap();
     let output = Command::new("python3")
         .args(["-c", VALIDATE])
         .arg(common::fixtures().join("openreports/openreports.io_reports.yaml"))
+        .arg(common::fixtures().join("openreports/openreports.io_clusterreports.yaml"))
         .arg(&file)
         .output()
         .expect("python3");

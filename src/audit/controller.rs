@@ -57,7 +57,8 @@ pub struct AuditSettings {
     pub identity: String,
     /// Everything is re-judged this often, and whenever the configuration changes.
     pub resync: Duration,
-    /// Keep an OpenReports `Report` per namespace (when the CRD is installed).
+    /// Keep an OpenReports `Report` per namespace and a `ClusterReport` (when their CRDs are
+    /// installed).
     pub reports: bool,
 }
 

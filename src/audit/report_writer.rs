@@ -1,8 +1,9 @@
-//! Keeps one OpenReports `Report` per namespace equal to what the audit found (the leader
-//! only): objects' results are kept as the audit judges them, namespaces whose results
-//! changed are written together every few seconds, and nothing is written when the Report
-//! in the cluster already says it. Without the `reports.openreports.io` CRD it logs once and
-//! looks again every minute, so installing the CRD later starts the reports.
+//! Keeps one OpenReports `Report` per namespace, and one `ClusterReport` for cluster-scoped
+//! objects, equal to what the audit found (the leader only): objects' results are kept as
+//! the audit judges them, namespaces whose results changed are written together every few
+//! seconds, and nothing is written when the report in the cluster already says it. Without
+//! a report's CRD it logs once and looks again every minute, so installing the CRD later
+//! starts the reports. Below, the namespace `""` stands for the ClusterReport.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -20,12 +21,20 @@ use super::reports::{self, NAME, ObjectResults, namespace_report, same_content};
 const CRD_RECHECK: Duration = Duration::from_secs(60);
 
 pub fn report_resource() -> ApiResource {
+    openreports_resource(reports::KIND, "reports")
+}
+
+pub fn cluster_report_resource() -> ApiResource {
+    openreports_resource(reports::CLUSTER_KIND, "clusterreports")
+}
+
+fn openreports_resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource {
         group: "openreports.io".to_owned(),
         version: "v1alpha1".to_owned(),
         api_version: reports::API_VERSION.to_owned(),
-        kind: reports::KIND.to_owned(),
-        plural: "reports".to_owned(),
+        kind: kind.to_owned(),
+        plural: plural.to_owned(),
     }
 }
 
@@ -44,7 +53,11 @@ pub struct ReportWriter {
     dirty: BTreeSet<String>,
     /// What this leader wrote or found, by namespace; `Value::Null` for "none there".
     written: HashMap<String, Value>,
+    /// Whether `reports.openreports.io` is installed.
     crd: Crd,
+    /// Whether `clusterreports.openreports.io` is: installed with the other as a rule, but a
+    /// CRD of its own.
+    cluster_crd: Crd,
 }
 
 impl std::fmt::Debug for ReportWriter {
@@ -53,6 +66,7 @@ impl std::fmt::Debug for ReportWriter {
             .field("namespaces", &self.objects.len())
             .field("dirty", &self.dirty)
             .field("crd", &self.crd)
+            .field("cluster_crd", &self.cluster_crd)
             .finish_non_exhaustive()
     }
 }
@@ -66,16 +80,13 @@ impl ReportWriter {
             dirty: BTreeSet::new(),
             written: HashMap::new(),
             crd: Crd::Unknown,
+            cluster_crd: Crd::Unknown,
         }
     }
 
     /// An object's results as just judged (its namespace's Report is rewritten only if they
-    /// changed). A cluster-scoped object (a carrier kind's) has no namespace Report to go in:
-    /// its violations are still Events and gauges, as `reports_of` leaves it out of the CLI's.
+    /// changed); a cluster-scoped object's, in the ClusterReport.
     pub fn put(&mut self, results: ObjectResults) {
-        if results.namespace.is_empty() {
-            return;
-        }
         let namespace = results.namespace.clone();
         let objects = self.objects.entry(namespace.clone()).or_default();
         if objects.get(&results.uid) != Some(&results) {
@@ -93,54 +104,76 @@ impl ReportWriter {
         }
     }
 
+    /// The API of the report `namespace`'s results go in: `""` is the ClusterReport's.
     fn api(&self, namespace: &str) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), namespace, &report_resource())
+        if namespace.is_empty() {
+            Api::all_with(self.client.clone(), &cluster_report_resource())
+        } else {
+            Api::namespaced_with(self.client.clone(), namespace, &report_resource())
+        }
     }
 
-    async fn crd_present(&mut self) -> bool {
-        match self.crd {
+    fn crd_of(&mut self, cluster: bool) -> &mut Crd {
+        if cluster {
+            &mut self.cluster_crd
+        } else {
+            &mut self.crd
+        }
+    }
+
+    /// Whether the CRD of the Report (or, `cluster`, of the ClusterReport) is installed.
+    async fn crd_present(&mut self, cluster: bool) -> bool {
+        let known = *self.crd_of(cluster);
+        match known {
             Crd::Present => return true,
             Crd::Absent(since) if since.elapsed() < CRD_RECHECK => return false,
             _ => {}
         }
-        let all: Api<DynamicObject> = Api::all_with(self.client.clone(), &report_resource());
-        match all.list(&ListParams::default().limit(1)).await {
+        let resource = if cluster {
+            cluster_report_resource()
+        } else {
+            report_resource()
+        };
+        let crd = format!("{}.{}", resource.plural, resource.group);
+        let all: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let now = match all.list(&ListParams::default().limit(1)).await {
             Ok(_) => {
-                if self.crd != Crd::Unknown {
-                    info!("audit: the OpenReports CRD is installed now; writing reports");
+                if known != Crd::Unknown {
+                    info!(crd = %crd, "audit: an OpenReports CRD is installed now; writing its reports");
                 }
-                self.crd = Crd::Present;
-                true
+                Crd::Present
             }
             Err(kube::Error::Api(status)) if status.code == 404 => {
-                if self.crd == Crd::Unknown {
-                    info!(
-                        "audit: the OpenReports CRD (reports.openreports.io) is not installed; no reports are written until it is"
-                    );
+                if known == Crd::Unknown {
+                    info!(crd = %crd, "audit: an OpenReports CRD is not installed; its reports are not written until it is");
                 }
-                self.crd = Crd::Absent(Instant::now());
-                false
+                Crd::Absent(Instant::now())
             }
             Err(e) => {
-                warn!(error = %e, "audit: cannot tell whether the OpenReports CRD is installed");
-                false
+                warn!(crd = %crd, error = %e, "audit: cannot tell whether an OpenReports CRD is installed");
+                return false;
             }
-        }
+        };
+        *self.crd_of(cluster) = now;
+        now == Crd::Present
     }
 
-    /// Writes the Reports of the namespaces whose results changed.
+    /// Writes the reports whose results changed.
     pub async fn flush(&mut self) {
-        if self.dirty.is_empty() || !self.crd_present().await {
-            return;
-        }
         for namespace in std::mem::take(&mut self.dirty) {
+            let cluster = namespace.is_empty();
+            if !self.crd_present(cluster).await {
+                // Kept: written once the CRD is there.
+                self.dirty.insert(namespace);
+                continue;
+            }
             if let Err(e) = self.write(&namespace).await {
                 if let kube::Error::Api(status) = &e
                     && status.code == 404
                     && status.details.is_none()
                 {
                     // The CRD went away: look again later.
-                    self.crd = Crd::Unknown;
+                    *self.crd_of(cluster) = Crd::Unknown;
                 }
                 warn!(namespace = %namespace, error = %e, "audit: cannot write the report; will retry");
                 self.dirty.insert(namespace);

@@ -1,6 +1,7 @@
 //! OpenReports (`openreports.io/v1alpha1`, `Report`): what the audit found, in the form
 //! Policy Reporter and Kyverno's tooling read beside every other policy engine's results.
-//! One Report per namespace, named `asyncapi-guard`: one result per finding (`fail` for
+//! One Report per namespace, and one `ClusterReport` for cluster-scoped objects (a carrier
+//! kind's), named `asyncapi-guard`: one result per finding (`fail` for
 //! enforce, `warn` for warn and audit mode), a `pass` per compliant object, and the counts.
 //! Pure: built from the audit's per-object summaries, never by re-reading documents.
 
@@ -13,6 +14,8 @@ use crate::engine::finding::Mode;
 
 pub const API_VERSION: &str = "openreports.io/v1alpha1";
 pub const KIND: &str = "Report";
+/// The report of cluster-scoped objects: the same content, without a namespace.
+pub const CLUSTER_KIND: &str = "ClusterReport";
 /// The Report's name in each namespace, and its `source` and results' `policy`.
 pub const NAME: &str = "asyncapi-guard";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "asyncapi-guard");
@@ -114,7 +117,8 @@ impl ObjectResults {
 }
 
 /// The Report of `namespace` for its objects (any order: results are sorted, so an
-/// unchanged namespace gives the same Report).
+/// unchanged namespace gives the same Report); for `""`, cluster-scoped objects, the
+/// ClusterReport.
 pub fn namespace_report<'a>(
     namespace: &str,
     objects: impl IntoIterator<Item = &'a ObjectResults>,
@@ -143,15 +147,17 @@ pub fn namespace_report<'a>(
     }
     let mut metadata = json!({
         "name": NAME,
-        "namespace": namespace,
         "labels": {MANAGED_BY.0: MANAGED_BY.1},
     });
+    if !namespace.is_empty() {
+        metadata["namespace"] = json!(namespace);
+    }
     if left_out > 0 {
         metadata["annotations"] = json!({TRUNCATED_ANNOTATION: left_out.to_string()});
     }
     json!({
         "apiVersion": API_VERSION,
-        "kind": KIND,
+        "kind": if namespace.is_empty() { CLUSTER_KIND } else { KIND },
         "metadata": metadata,
         "source": NAME,
         "summary": summary,
@@ -173,7 +179,8 @@ pub fn same_content(current: &Value, desired: &Value) -> bool {
         && left_out(current) == left_out(desired)
 }
 
-/// Reports for every namespace of an audit (the CLI's `--format openreports`).
+/// Reports for every namespace of an audit, and a ClusterReport for its cluster-scoped
+/// objects (the CLI's `--format openreports`).
 pub fn reports_of<'a>(objects: impl IntoIterator<Item = &'a ObjectResults>) -> Vec<Value> {
     let mut by_namespace: BTreeMap<&str, Vec<&ObjectResults>> = BTreeMap::new();
     for object in objects {
@@ -184,7 +191,6 @@ pub fn reports_of<'a>(objects: impl IntoIterator<Item = &'a ObjectResults>) -> V
     }
     by_namespace
         .into_iter()
-        .filter(|(namespace, _)| !namespace.is_empty())
         .map(|(namespace, objects)| namespace_report(namespace, objects))
         .collect()
 }

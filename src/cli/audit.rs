@@ -34,7 +34,8 @@ pub struct AuditArgs {
     #[arg(short = 'A', long, env = "ASYNCAPI_GUARD_ALL_NAMESPACES")]
     pub all_namespaces: bool,
     /// Output format: as `check`'s, or `openreports` (one OpenReports `Report` per namespace,
-    /// a YAML stream ready for `kubectl apply -f -`).
+    /// and a `ClusterReport` for cluster-scoped objects, a YAML stream ready for
+    /// `kubectl apply -f -`).
     #[arg(long, value_enum, default_value_t = AuditFormat::Text, env = "ASYNCAPI_GUARD_FORMAT")]
     pub format: AuditFormat,
     /// Configuration file (YAML), as the webhook's.

@@ -69,8 +69,9 @@ pub struct ServeArgs {
     /// How often the audit re-judges everything (it also does on a configuration change).
     #[arg(long, env = "ASYNCAPI_GUARD_AUDIT_RESYNC", default_value = "10m", value_parser = humantime::parse_duration)]
     pub audit_resync: Duration,
-    /// The audit keeps an OpenReports `Report` per namespace, when the CRD
-    /// reports.openreports.io is installed (Policy Reporter and Kyverno's tools read them).
+    /// The audit keeps an OpenReports `Report` per namespace, and a `ClusterReport` for
+    /// cluster-scoped objects, where their CRDs are installed (Policy Reporter and Kyverno's
+    /// tools read them).
     #[arg(long, env = "ASYNCAPI_GUARD_AUDIT_REPORTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub audit_reports: bool,
     /// This replica's name in the audit's Lease (the chart sets the pod name).

@@ -239,7 +239,7 @@ def check_workload(label, values, rendered, objects):
         check("--audit" in container["args"], f"{label}: the server audits")
         check(env.get("ASYNCAPI_GUARD_POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", f"{label}: the pod name is the Lease identity")
         lease = listen.get("--audit-lease")
-        granted = {(tuple(r.get("apiGroups", [])), tuple(r["resources"]), tuple(r.get("resourceNames", [])), v) for o in audit_roles for r in o["rules"] for v in r["verbs"]}
+        granted = {(tuple(r.get("apiGroups", [])), (resource,), tuple(r.get("resourceNames", [])), v) for o in audit_roles for r in o["rules"] for resource in r["resources"] for v in r["verbs"]}
         wanted = {
             (("",), ("configmaps",), (), "list"), (("",), ("configmaps",), (), "watch"),
             (("asyncapi-guard.io",), ("asyncapis",), (), "list"), (("asyncapi-guard.io",), ("asyncapis",), (), "watch"),
@@ -251,7 +251,7 @@ def check_workload(label, values, rendered, objects):
         }
         for extra in values["extraKinds"]:
             wanted |= {((extra["group"],), (extra["resource"],), (), verb) for verb in ("list", "watch")}
-        reports = {(("openreports.io",), ("reports",), (), verb) for verb in ("get", "list", "watch", "create", "update", "patch", "delete")}
+        reports = {(("openreports.io",), (resource,), (), verb) for resource in ("reports", "clusterreports") for verb in ("get", "list", "watch", "create", "update", "patch", "delete")}
         if values["audit"]["reports"]:
             wanted |= reports
             check("--audit-reports=true" in container["args"], f"{label}: the audit writes OpenReports")
