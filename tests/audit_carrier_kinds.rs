@@ -8,13 +8,14 @@ mod common;
 
 use std::time::Duration;
 
-use asyncapi_guard::audit::controller::{self, AuditSettings};
+use asyncapi_guard::audit::controller::AuditSettings;
 use asyncapi_guard::audit::list::{Census, census};
 use asyncapi_guard::config::Config;
 use asyncapi_guard::engine::Engine;
 use asyncapi_guard::kubernetes::extract::{CarrierKind, ExtractConfig};
+use asyncapi_guard::service::Shared;
 use asyncapi_guard::service::state::ActiveConfig;
-use asyncapi_guard::service::{Shared, Shutdown};
+use common::audit_replica::{Replica, settings, start};
 use common::fake_api::{self, FakeApi};
 use serde_json::{Value, json};
 
@@ -213,38 +214,25 @@ async fn the_in_cluster_audit_watches_the_carrier_kinds() {
 }
 
 /// The in-cluster audit of `api` with the carriers configured and reports on.
-fn start(api: &FakeApi) -> (Shared, Shutdown, tokio::task::JoinHandle<()>) {
+fn start_with_carriers(api: &FakeApi) -> (Shared, Replica) {
     let shared = Shared::new(Config {
         kubernetes: carriers(),
         ..Config::default()
     });
-    let shutdown = Shutdown::new();
-    let running = tokio::task::spawn_local(controller::run(
-        api.client("asyncapi-guard"),
+    let replica = start(
+        api,
         shared.clone(),
         AuditSettings {
-            lease: "asyncapi-guard-audit".into(),
-            namespace: "asyncapi-guard".into(),
-            identity: "replica-a".into(),
-            resync: Duration::from_secs(600),
             reports: true,
+            ..settings("replica-a")
         },
-        shutdown.clone(),
-    ));
-    (shared, shutdown, running)
-}
-
-async fn stop(shutdown: Shutdown, running: tokio::task::JoinHandle<()>) {
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), running)
-        .await
-        .expect("the audit stops within 5 s of shutdown")
-        .unwrap();
+    );
+    (shared, replica)
 }
 
 async fn watch_carriers() {
     let api = cluster();
-    let (shared, shutdown, running) = start(&api);
+    let (shared, replica) = start_with_carriers(&api);
     api.wait_for(
         "the event on payments/orders",
         Duration::from_secs(10),
@@ -303,32 +291,24 @@ async fn watch_carriers() {
     )
     .await;
     let gauge = "asyncapi_guard_audit_violations{namespace=\"payments\",rule=\"server-security-missing\"} 2";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !shared.metrics.encode().contains(gauge) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{gauge} in\n{}",
-            shared.metrics.encode()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    api.wait_for(gauge, Duration::from_secs(10), |_| {
+        shared.metrics.encode().contains(gauge)
+    })
+    .await;
 
     // The carriers taken out of the configuration: their violations leave the gauges at the
     // re-audit the change starts, rather than stay counted with no watch to clear them.
     shared
         .config
         .store(std::sync::Arc::new(ActiveConfig::from(Config::default())));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    while shared.metrics.encode().contains("namespace=\"payments\"") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the carriers' violations are still counted:\n{}",
-            shared.metrics.encode()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    api.wait_for(
+        "the carriers' violations to leave the gauges",
+        Duration::from_secs(15),
+        |_| !shared.metrics.encode().contains("namespace=\"payments\""),
+    )
+    .await;
 
-    stop(shutdown, running).await;
+    replica.stop().await;
 }
 
 /// OpenReports installed without its ClusterReport CRD: the namespace Reports are written,
@@ -339,7 +319,7 @@ async fn without_the_cluster_report_crd_the_namespace_reports_are_still_written(
         .run_until(async {
             let api = cluster();
             api.set_installed(CLUSTER_REPORTS, false);
-            let (_, shutdown, running) = start(&api);
+            let (_, replica) = start_with_carriers(&api);
             api.wait_for("the payments report", Duration::from_secs(10), |api| {
                 api.get(REPORTS, Some("payments"), "asyncapi-guard")
                     .is_some()
@@ -353,7 +333,7 @@ async fn without_the_cluster_report_crd_the_namespace_reports_are_still_written(
                 .filter(|r| r.path.contains("/clusterreports"))
                 .count();
             assert_eq!(asked, 1, "the missing CRD is asked about once a minute");
-            stop(shutdown, running).await;
+            replica.stop().await;
         })
         .await;
 }

@@ -7,9 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use asyncapi_guard::audit::controller::{self, AuditSettings};
+use asyncapi_guard::audit::controller::AuditSettings;
 use asyncapi_guard::engine::finding::Mode;
-use asyncapi_guard::service::{Shared, Shutdown};
+use asyncapi_guard::service::Shared;
+use common::audit_replica::{settings, start};
 use common::fake_api::{self, FakeApi};
 use serde_json::{Value, json};
 
@@ -110,44 +111,6 @@ async fn without_permission_to_read_namespaces_the_cli_audit_says_so_and_uses_th
             .iter()
             .all(|a| a.id.namespace.as_deref() != Some("kube-system"))
     );
-}
-
-fn settings(identity: &str) -> AuditSettings {
-    AuditSettings {
-        lease: "asyncapi-guard-audit".into(),
-        namespace: "asyncapi-guard".into(),
-        identity: identity.into(),
-        resync: Duration::from_secs(600),
-        reports: false,
-    }
-}
-
-/// A replica of the audit, on the test's local task set (the audit's future is not `Send`).
-struct Replica {
-    running: tokio::task::JoinHandle<()>,
-    shutdown: Shutdown,
-}
-
-fn start(api: &FakeApi, shared: Shared, settings: AuditSettings) -> Replica {
-    let shutdown = Shutdown::new();
-    let running = tokio::task::spawn_local(controller::run(
-        api.client("asyncapi-guard"),
-        shared,
-        settings,
-        shutdown.clone(),
-    ));
-    Replica { running, shutdown }
-}
-
-impl Replica {
-    /// SIGTERM: the audit must stop (and release its Lease) within 5 s.
-    async fn stop(self) {
-        self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(5), self.running)
-            .await
-            .expect("the audit stops within 5 s of shutdown")
-            .unwrap();
-    }
 }
 
 /// Waits until the audit has reported on payments/orders (the fixture's non-compliant object).

@@ -16,6 +16,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 
 use super::reports::{self, NAME, ObjectResults, namespace_report, same_content};
+use super::resources::resource_name;
 
 /// How long a missing CRD is believed missing.
 const CRD_RECHECK: Duration = Duration::from_secs(60);
@@ -26,6 +27,15 @@ pub fn report_resource() -> ApiResource {
 
 pub fn cluster_report_resource() -> ApiResource {
     openreports_resource(reports::CLUSTER_KIND, "clusterreports")
+}
+
+/// The ClusterReport's resource for `cluster`, the Report's otherwise.
+fn resource_of(cluster: bool) -> ApiResource {
+    if cluster {
+        cluster_report_resource()
+    } else {
+        report_resource()
+    }
 }
 
 fn openreports_resource(kind: &str, plural: &str) -> ApiResource {
@@ -106,10 +116,11 @@ impl ReportWriter {
 
     /// The API of the report `namespace`'s results go in: `""` is the ClusterReport's.
     fn api(&self, namespace: &str) -> Api<DynamicObject> {
+        let resource = resource_of(namespace.is_empty());
         if namespace.is_empty() {
-            Api::all_with(self.client.clone(), &cluster_report_resource())
+            Api::all_with(self.client.clone(), &resource)
         } else {
-            Api::namespaced_with(self.client.clone(), namespace, &report_resource())
+            Api::namespaced_with(self.client.clone(), namespace, &resource)
         }
     }
 
@@ -129,12 +140,8 @@ impl ReportWriter {
             Crd::Absent(since) if since.elapsed() < CRD_RECHECK => return false,
             _ => {}
         }
-        let resource = if cluster {
-            cluster_report_resource()
-        } else {
-            report_resource()
-        };
-        let crd = format!("{}.{}", resource.plural, resource.group);
+        let resource = resource_of(cluster);
+        let crd = resource_name(&resource);
         let all: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
         let now = match all.list(&ListParams::default().limit(1)).await {
             Ok(_) => {

@@ -115,7 +115,7 @@ async fn discover(
     {
         return Ok(Err(format!(
             "{} cannot be listed and watched",
-            qualified(&resource.plural, &resource.group)
+            resource_name(&resource)
         )));
     }
     Ok(Ok(AuditedResource {

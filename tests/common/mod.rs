@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod audit_replica;
 pub mod fake_api;
 pub mod hostile;
 pub mod mock_api;
