@@ -337,3 +337,58 @@ async fn without_the_cluster_report_crd_the_namespace_reports_are_still_written(
         })
         .await;
 }
+
+/// A re-audit whose discovery fails keeps watching the carriers found before: their
+/// violations stay in the gauges and reports instead of leaving until the next re-audit and
+/// coming back after it.
+#[tokio::test]
+async fn a_failed_discovery_keeps_the_carriers_found_before() {
+    tokio::task::LocalSet::new()
+        .run_until(async {
+            let api = cluster();
+            let (shared, replica) = start_with_carriers(&api);
+            let gauge = "asyncapi_guard_audit_violations{namespace=\"payments\",rule=\"server-security-missing\"} 1";
+            api.wait_for(gauge, Duration::from_secs(10), |_| {
+                shared.metrics.encode().contains(gauge)
+            })
+            .await;
+
+            api.fail_next(
+                http::Method::GET,
+                "/apis/events.example.com/v1",
+                503,
+                "ServiceUnavailable",
+            );
+            // The same configuration stored again: a re-audit, with discovery failing.
+            shared.config.store(std::sync::Arc::new(ActiveConfig::from(Config {
+                kubernetes: carriers(),
+                ..Config::default()
+            })));
+            let failed_at = |api: &FakeApi| {
+                api.requests()
+                    .iter()
+                    .position(|r| r.status == 503 && r.path.contains("/apis/events.example.com/v1"))
+            };
+            api.wait_for("the failed discovery", Duration::from_secs(15), |api| {
+                failed_at(api).is_some()
+            })
+            .await;
+            // The re-audit's watches start once it lists ConfigMaps again.
+            api.wait_for("ConfigMaps listed again", Duration::from_secs(10), |api| {
+                let requests = api.requests();
+                let failed = failed_at(api).unwrap();
+                requests[failed..]
+                    .iter()
+                    .any(|r| r.path.ends_with("/configmaps") && !r.query.contains_key("watch"))
+            })
+            .await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(
+                shared.metrics.encode().contains(gauge),
+                "the carrier's violation left the gauges:\n{}",
+                shared.metrics.encode()
+            );
+            replica.stop().await;
+        })
+        .await;
+}

@@ -27,7 +27,9 @@ use tracing::{info, warn};
 use super::list::namespace_labels;
 use super::report_writer::ReportWriter;
 use super::reports::ObjectResults;
-use super::resources::{audited_resources, built_in, resource_name};
+use super::resources::{
+    AuditedResource, audited_resources, built_in, resource_name, still_configured,
+};
 use super::status::{desired_condition, object_event};
 use super::{Audited, NamespaceLabels, asyncapi_resource};
 use crate::engine::finding::RuleId;
@@ -166,6 +168,8 @@ pub struct Auditor {
     /// By resource (its plural and group, [`resource_name`]) and object uid.
     objects: HashMap<(String, String), Summary>,
     counts: BTreeMap<(String, RuleId), i64>,
+    /// What the last discovery found: what is watched when the next one fails.
+    discovered: Vec<AuditedResource>,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -194,6 +198,7 @@ impl Auditor {
             reports,
             objects: HashMap::new(),
             counts: BTreeMap::new(),
+            discovered: built_in(),
         }
     }
 
@@ -263,11 +268,12 @@ impl Auditor {
                     for reason in &found.skipped {
                         warn!(reason = %reason, "audit: a configured kind is not audited");
                     }
+                    self.discovered = found.resources.clone();
                     found.resources
                 }
                 Err(e) => {
-                    warn!(error = %e, "audit: cannot discover the configured kinds; auditing ConfigMaps and AsyncAPIs until the next re-audit");
-                    built_in()
+                    warn!(error = %e, "audit: cannot discover the configured kinds; auditing the kinds found last until the next re-audit");
+                    still_configured(&self.discovered, &config.kubernetes)
                 }
             };
             // What is no longer watched (a kind taken out of the configuration, a CRD gone)

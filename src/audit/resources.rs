@@ -87,6 +87,27 @@ pub async fn audited_resources(
     Ok(found)
 }
 
+/// What to audit when discovery cannot answer: the kinds `last` found that the configuration
+/// still names, ConfigMaps and `AsyncAPI`s always. Falling back to these alone would drop the
+/// carriers' results from the gauges and reports until the next re-audit, and bring them
+/// back after it: a blip of the API server would make violations come and go. A kind whose
+/// CRD was removed meanwhile only makes its watch fail and retry until the next re-audit.
+pub fn still_configured(
+    last: &[AuditedResource],
+    kubernetes: &ExtractConfig,
+) -> Vec<AuditedResource> {
+    let mut resources = built_in();
+    for audited in last {
+        let configured = kubernetes.kinds.iter().any(|carrier| {
+            carrier.group == audited.resource.group && carrier.kind == audited.resource.kind
+        });
+        if configured && !resources.contains(audited) {
+            resources.push(audited.clone());
+        }
+    }
+    resources
+}
+
 /// The carrier's resource, or (inner `Err`) why it cannot be audited.
 async fn discover(
     client: &Client,
@@ -122,4 +143,52 @@ async fn discover(
         resource,
         namespaced: capabilities.scope == Scope::Namespaced,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn carrier(group: &str, kind: &str) -> CarrierKind {
+        CarrierKind {
+            group: group.into(),
+            kind: kind.into(),
+            field: "/spec/asyncapi".into(),
+        }
+    }
+
+    fn audited(group: &str, version: &str, kind: &str, plural: &str) -> AuditedResource {
+        AuditedResource {
+            resource: ApiResource {
+                group: group.into(),
+                version: version.into(),
+                api_version: format!("{group}/{version}"),
+                kind: kind.into(),
+                plural: plural.into(),
+            },
+            namespaced: true,
+        }
+    }
+
+    #[test]
+    fn without_discovery_the_last_found_carriers_still_configured_are_kept() {
+        let contracts = audited(
+            "events.example.com",
+            "v1",
+            "EventContract",
+            "eventcontracts",
+        );
+        let streams = audited("streams.example.com", "v1", "Stream", "streams");
+        let mut last = built_in();
+        last.extend([contracts.clone(), streams]);
+        let kubernetes = ExtractConfig {
+            kinds: vec![carrier("events.example.com", "EventContract")],
+            ..ExtractConfig::default()
+        };
+
+        let mut expected = built_in();
+        expected.push(contracts);
+        assert_eq!(still_configured(&last, &kubernetes), expected);
+        assert_eq!(still_configured(&[], &kubernetes), built_in());
+    }
 }
