@@ -156,6 +156,46 @@ async fn the_cli_audit_judges_the_configured_carrier_kinds_and_says_which_it_cou
     );
 }
 
+/// A carrier whose document is in an annotation: the audit reads the object's metadata into
+/// its tree for it (it leaves the metadata out for the others), as admission has it.
+#[tokio::test]
+async fn a_document_in_an_annotation_is_audited() {
+    let api = FakeApi::new();
+    api.serve_kind(GROUP, "v1", "Gateway", "gateways", true);
+    api.create(
+        &fake_api::collection(GROUP, "v1", "gateways"),
+        Some("payments"),
+        json!({"apiVersion": format!("{GROUP}/v1"), "kind": "Gateway",
+               "metadata": {"name": "edge", "namespace": "payments",
+                            "annotations": {"example.com/asyncapi": INSECURE}},
+               "spec": {"replicas": 2}}),
+    );
+    let kubernetes = ExtractConfig {
+        kinds: vec![CarrierKind {
+            group: GROUP.into(),
+            kind: "Gateway".into(),
+            field: "/metadata/annotations/example.com~1asyncapi".into(),
+        }],
+        ..ExtractConfig::default()
+    };
+    let found = census(
+        &api.client("default"),
+        &Engine::default(),
+        &kubernetes,
+        None,
+        100,
+    )
+    .await
+    .unwrap();
+    assert_eq!(audited_paths(&found), ["Gateway/payments/edge"]);
+    let edge = &found.audited[0];
+    assert!(
+        edge.denial().unwrap().contains("server-security-missing"),
+        "{:?}",
+        edge.denial()
+    );
+}
+
 #[tokio::test]
 async fn a_carrier_crd_removed_after_discovery_is_skipped_and_the_rest_still_audited() {
     let api = cluster();

@@ -137,8 +137,19 @@ impl Audited {
         // Read as the webhook reads the object of a review: the engine's JSON reader, under
         // the limits of a whole object, without positions (nobody wrote this JSON line by
         // line). Its metadata was decoded already, to the fields that are read
-        // (`managedFields` stepped over: it is not judged, and it can be large).
-        let read = json::parse(object.body(), &object_limits(engine), false);
+        // (`managedFields` stepped over: it is not judged, and it can be large), and is put
+        // in the tree only for a carrier whose document is in it (an annotation).
+        let with_metadata = extract
+            .reads_metadata(&id)
+            .then(|| object.body_with_metadata());
+        let text = match &with_metadata {
+            None => Ok(object.body()),
+            Some(Ok(text)) => Ok(text.as_str()),
+            Some(Err(error)) => Err(error.to_string()),
+        };
+        let read = text.and_then(|text| {
+            json::parse(text, &object_limits(engine), false).map_err(|e| e.to_string())
+        });
         let documents = match read {
             Ok(stream) => match stream.roots().next() {
                 // No memo: the audit re-judges on purpose (a changed configuration).

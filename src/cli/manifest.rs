@@ -131,9 +131,7 @@ fn judge_one(
         let entry = format!("{file}#{}/{}", id.path(), carried.locator);
         let structured = matches!(carried.content, Content::Field(_));
         // A structured field is part of this file: its findings have the file's positions.
-        let (evaluation, _) = judge_carried(engine, None, &carried, overrides, |ptr| {
-            pointer::resolve(node, ptr).map(|field| engine.evaluate_field(field.node, overrides))
-        });
+        let (evaluation, _) = judge_carried(engine, None, &carried, overrides);
         let Some(evaluation) = evaluation else {
             continue;
         };

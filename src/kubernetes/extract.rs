@@ -101,8 +101,8 @@ pub enum Content<'o> {
     /// Text judged only if it is an AsyncAPI document (unlabelled ConfigMaps, when the
     /// installation inspects all of them).
     Candidate(Cow<'o, [u8]>),
-    /// A structured field of the object, by JSON pointer.
-    Field(String),
+    /// A structured field of the object: its node in the object's tree.
+    Field(NodeRef<'o>),
     /// The object says a document is here, but there is nothing readable.
     Unreadable(String),
 }
@@ -136,11 +136,27 @@ pub fn extract<'o>(
         })];
     }
     config
-        .kinds
-        .iter()
-        .filter(|k| k.group == id.group && k.kind == id.kind)
+        .carriers_of(id)
         .filter_map(|k| structured_field(body, &k.field))
         .collect()
+}
+
+impl ExtractConfig {
+    /// The configured carriers of `id`'s kind (ConfigMaps and `AsyncAPI`s have their own
+    /// rules and none).
+    fn carriers_of<'c>(&'c self, id: &'c ObjectId) -> impl Iterator<Item = &'c CarrierKind> {
+        let carrier = !id.is_config_map() && !id.is_asyncapi_resource();
+        self.kinds
+            .iter()
+            .filter(move |k| carrier && k.group == id.group && k.kind == id.kind)
+    }
+
+    /// Whether a document of `id` may be in its metadata (a carrier whose field is an
+    /// annotation): only then must the object's tree hold the metadata.
+    pub fn reads_metadata(&self, id: &ObjectId) -> bool {
+        self.carriers_of(id)
+            .any(|k| k.field == "/metadata" || k.field.starts_with("/metadata/"))
+    }
 }
 
 /// What a ConfigMap's `asyncapi-guard.io/document` label says (POLICY.md: any value but
@@ -246,7 +262,7 @@ fn structured_field<'o>(body: NodeRef<'o>, at: &str) -> Option<Carried<'o>> {
     let node = pointer::resolve(body, at)?.node;
     let content = match node.value() {
         _ if node.is_null() => return None,
-        Value::Map(_) => Content::Field(at.to_owned()),
+        Value::Map(_) => Content::Field(node),
         _ => match node.as_str() {
             Some(text) => Content::Text(Cow::Borrowed(text.as_bytes())),
             None => Content::Unreadable(format!(
@@ -439,7 +455,10 @@ mod tests {
             root(&body_tree),
             &ExtractConfig::default(),
         );
-        assert_eq!(found[0].content, Content::Field("/spec".into()));
+        assert_eq!(
+            found[0].content,
+            Content::Field(root(&body_tree).get("spec").unwrap())
+        );
         assert_eq!(found[0].label, "spec");
         let empty = json!({});
         let empty_tree = tree(&empty);
@@ -477,7 +496,14 @@ mod tests {
         let obj_body = json!({"spec": {"asyncapi": {"asyncapi": "3.0.0"}}});
         let obj_body_tree = tree(&obj_body);
         let obj = extract(&id, &ObjectMeta::default(), root(&obj_body_tree), &config);
-        assert_eq!(obj[0].content, Content::Field("/spec/asyncapi".into()));
+        assert_eq!(
+            obj[0].content,
+            Content::Field(
+                pointer::resolve(root(&obj_body_tree), "/spec/asyncapi")
+                    .unwrap()
+                    .node
+            )
+        );
         let other = ObjectId {
             kind: "Other".into(),
             ..id

@@ -9,13 +9,13 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::engine::document::{Limits, NodeRef, Value, pointer};
+use crate::engine::document::{Limits, NodeRef, Value};
 use crate::engine::memo::{Lookup, WithMemo};
 use crate::engine::{Engine, Evaluation, Overrides};
 use extract::{Carried, Content, ExtractConfig, ObjectId};
 
-/// Judges one carried document. `field` judges a structured field: the caller knows whether
-/// it has source positions for it. `None` when a candidate turned out not to be AsyncAPI.
+/// Judges one carried document; a structured field where it is in the object's tree, with
+/// the positions that tree has. `None` when a candidate turned out not to be AsyncAPI.
 /// Text is looked up in `memo` first, when there is one (the webhook's); the lookup's result
 /// comes back for the metrics.
 pub fn judge_carried(
@@ -23,7 +23,6 @@ pub fn judge_carried(
     memo: Option<WithMemo<'_>>,
     carried: &Carried<'_>,
     overrides: &Overrides,
-    field: impl FnOnce(&str) -> Option<Evaluation>,
 ) -> (Option<Evaluation>, Option<Lookup>) {
     match (&carried.content, memo) {
         (Content::Text(bytes), Some(WithMemo { memo, keep })) => {
@@ -36,7 +35,7 @@ pub fn judge_carried(
             (evaluation, Some(lookup))
         }
         (Content::Candidate(bytes), None) => (engine.evaluate_if_asyncapi(bytes, overrides), None),
-        (Content::Field(pointer), _) => (field(pointer), None),
+        (Content::Field(node), _) => (Some(engine.evaluate_field(*node, overrides)), None),
         (Content::Unreadable(why), _) => (Some(engine.evaluate_unreadable(why, overrides)), None),
     }
 }
@@ -89,13 +88,11 @@ pub fn judge_object(
     extract::extract(id, meta, body, config)
         .iter()
         .filter_map(|carried| {
-            let (evaluation, memo) = judge_carried(engine, memo, carried, overrides, |at| {
-                pointer::resolve(body, at).map(|field| engine.evaluate_field(field.node, overrides))
-            });
+            let (evaluation, memo) = judge_carried(engine, memo, carried, overrides);
             let evaluation = evaluation?;
             let bytes = match &carried.content {
                 Content::Text(bytes) | Content::Candidate(bytes) => bytes.len(),
-                Content::Field(at) => pointer::resolve(body, at).map_or(0, |f| json_size(f.node)),
+                Content::Field(node) => json_size(*node),
                 Content::Unreadable(_) => 0,
             };
             Some(JudgedDocument {

@@ -411,6 +411,15 @@ pub struct NodeRef<'d> {
     id: NodeId,
 }
 
+/// The same node of the same tree.
+impl PartialEq for NodeRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.tree, other.tree) && self.id == other.id
+    }
+}
+
+impl Eq for NodeRef<'_> {}
+
 impl fmt::Debug for NodeRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "NodeRef({:?} at {:?})", self.id, self.raw().at)
