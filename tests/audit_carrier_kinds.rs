@@ -117,6 +117,15 @@ async fn the_cli_audit_judges_the_configured_carrier_kinds_and_says_which_it_cou
         audited_paths(&everything),
         ["ClusterContract/shared", "EventContract/payments/orders"]
     );
+    let group_discoveries = api
+        .requests()
+        .iter()
+        .filter(|r| r.path == format!("/apis/{GROUP}/v1"))
+        .count();
+    assert_eq!(
+        group_discoveries, 1,
+        "the two kinds of one group are discovered together"
+    );
     let orders = everything
         .audited
         .iter()

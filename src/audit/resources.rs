@@ -6,10 +6,10 @@
 
 use kube::Client;
 use kube::api::ApiResource;
-use kube::discovery::{self, Scope, verbs};
+use kube::discovery::{self, ApiGroup, Scope, verbs};
 
 use super::{asyncapi_resource, config_map_resource};
-use crate::kubernetes::extract::{CarrierKind, ExtractConfig};
+use crate::kubernetes::extract::ExtractConfig;
 
 /// A kind the audit reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +71,25 @@ pub async fn audited_resources(
         resources: built_in(),
         skipped: Vec::new(),
     };
+    // Each group once: its discovery lists every API group and then each of the group's
+    // versions, and the kinds of a team often share one group.
+    let mut groups: Vec<(&str, Result<ApiGroup, String>)> = Vec::new();
     for carrier in &kubernetes.kinds {
-        match discover(client, carrier).await? {
+        if !groups.iter().any(|(name, _)| *name == carrier.group) {
+            groups.push((&carrier.group, served_group(client, &carrier.group).await?));
+        }
+    }
+    for carrier in &kubernetes.kinds {
+        let served = groups
+            .iter()
+            .find(|(name, _)| *name == carrier.group)
+            .map(|(_, served)| served);
+        let audited = match served {
+            Some(Ok(group)) => kind_in(group, &carrier.kind),
+            Some(Err(reason)) => Err(reason.clone()),
+            None => Err("its group was not discovered".to_owned()),
+        };
+        match audited {
             Ok(resource) => {
                 if !found.resources.contains(&resource) {
                     found.resources.push(resource);
@@ -108,46 +125,49 @@ pub fn still_configured(
     resources
 }
 
-/// The carrier's resource, or (inner `Err`) why it cannot be audited.
-async fn discover(
+/// The API group as discovery finds it, or (inner `Err`) why its kinds cannot be audited.
+async fn served_group(
     client: &Client,
-    carrier: &CarrierKind,
-) -> Result<Result<AuditedResource, String>, kube::Error> {
-    let group = match discovery::group(client, &carrier.group).await {
-        Ok(group) => group,
-        Err(kube::Error::Discovery(e)) => {
-            return Ok(Err(format!(
-                "the API server does not serve this kind ({e}); is its CRD installed?"
-            )));
-        }
+    group: &str,
+) -> Result<Result<ApiGroup, String>, kube::Error> {
+    match discovery::group(client, group).await {
+        Ok(group) => Ok(Ok(group)),
+        Err(kube::Error::Discovery(e)) => Ok(Err(format!(
+            "the API server does not serve this kind ({e}); is its CRD installed?"
+        ))),
         Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => {
-            return Ok(Err(format!("{} ({})", status.message, status.code)));
+            Ok(Err(format!("{} ({})", status.message, status.code)))
         }
-        Err(e) => return Err(e),
-    };
-    let Some((resource, capabilities)) = group.recommended_kind(&carrier.kind) else {
-        return Ok(Err(format!(
+        Err(e) => Err(e),
+    }
+}
+
+/// The carrier kind's resource in its served `group`, or why it cannot be audited.
+fn kind_in(group: &ApiGroup, kind: &str) -> Result<AuditedResource, String> {
+    let Some((resource, capabilities)) = group.recommended_kind(kind) else {
+        return Err(format!(
             "the API server serves the group at {} without this kind; is its CRD installed?",
             group.preferred_version_or_latest()
-        )));
+        ));
     };
     if !(capabilities.supports_operation(verbs::LIST)
         && capabilities.supports_operation(verbs::WATCH))
     {
-        return Ok(Err(format!(
+        return Err(format!(
             "{} cannot be listed and watched",
             resource_name(&resource)
-        )));
+        ));
     }
-    Ok(Ok(AuditedResource {
+    Ok(AuditedResource {
         resource,
         namespaced: capabilities.scope == Scope::Namespaced,
-    }))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kubernetes::extract::CarrierKind;
 
     fn carrier(group: &str, kind: &str) -> CarrierKind {
         CarrierKind {
