@@ -92,10 +92,14 @@ fn cluster() -> FakeApi {
 }
 
 async fn audit(api: &FakeApi, namespace: Option<&str>) -> Census {
+    audit_with(api, &carriers(), namespace).await
+}
+
+async fn audit_with(api: &FakeApi, kubernetes: &ExtractConfig, namespace: Option<&str>) -> Census {
     census(
         &api.client("default"),
         &Engine::default(),
-        &carriers(),
+        kubernetes,
         namespace,
         100,
     )
@@ -187,15 +191,7 @@ async fn a_document_in_an_annotation_is_audited() {
         }],
         ..ExtractConfig::default()
     };
-    let found = census(
-        &api.client("default"),
-        &Engine::default(),
-        &kubernetes,
-        None,
-        100,
-    )
-    .await
-    .unwrap();
+    let found = audit_with(&api, &kubernetes, None).await;
     assert_eq!(audited_paths(&found), ["Gateway/payments/edge"]);
     let edge = &found.audited[0];
     assert!(

@@ -75,19 +75,17 @@ pub async fn audited_resources(
     // versions, and the kinds of a team often share one group.
     let mut groups: Vec<(&str, Result<ApiGroup, String>)> = Vec::new();
     for carrier in &kubernetes.kinds {
-        if !groups.iter().any(|(name, _)| *name == carrier.group) {
-            groups.push((&carrier.group, served_group(client, &carrier.group).await?));
-        }
-    }
-    for carrier in &kubernetes.kinds {
-        let served = groups
-            .iter()
-            .find(|(name, _)| *name == carrier.group)
-            .map(|(_, served)| served);
-        let audited = match served {
-            Some(Ok(group)) => kind_in(group, &carrier.kind),
-            Some(Err(reason)) => Err(reason.clone()),
-            None => Err("its group was not discovered".to_owned()),
+        let at = match groups.iter().position(|(name, _)| *name == carrier.group) {
+            Some(at) => at,
+            None => {
+                groups.push((&carrier.group, served_group(client, &carrier.group).await?));
+                groups.len() - 1
+            }
+        };
+        // In range: found there, or just pushed.
+        let audited = match &groups[at].1 {
+            Ok(group) => kind_in(group, &carrier.kind),
+            Err(reason) => Err(reason.clone()),
         };
         match audited {
             Ok(resource) => {
