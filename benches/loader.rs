@@ -8,7 +8,8 @@
 //!   (the fast path, what `check` uses on this document), YAML by the full parser alone
 //!   (granit's events into the tree: what any document the block reader gives up on costs),
 //!   and the same document as JSON, beside serde_json building a `Value` of that JSON;
-//! - `check process`: the whole `asyncapi-guard check` process on the file, as CI runs it.
+//! - `check process`: the whole `asyncapi-guard check` process on the file, as CI runs it
+//!   (`ASYNCAPI_GUARD_BINARY` names another build of it, such as the image's).
 //!
 //! yaml-rust2 (saphyr's ancestor, with its bugs) and libyaml-safer (69 failures of the YAML
 //! test suite) were measured in the same way while choosing (benches/README.md) but are not
@@ -96,13 +97,17 @@ fn check_process(c: &mut Criterion) {
     let json_path = dir.path().join("generated.json");
     std::fs::write(&yaml_path, &yaml).unwrap();
     std::fs::write(&json_path, &json).unwrap();
-    let binary = env!("CARGO_BIN_EXE_asyncapi-guard");
+    // What ships is the image's static binary (scripts/release-build): set
+    // ASYNCAPI_GUARD_BINARY=target/image/asyncapi-guard to time it instead of this build's.
+    let binary = std::env::var_os("ASYNCAPI_GUARD_BINARY")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_asyncapi-guard").into());
+    eprintln!("check process: {}", binary.to_string_lossy());
     let mut group = c.benchmark_group("check process, 1 MiB document");
     group.sample_size(20);
     for (name, path) in [("YAML", &yaml_path), ("JSON", &json_path)] {
         group.bench_function(name, |b| {
             b.iter(|| {
-                let status = Command::new(binary)
+                let status = Command::new(&binary)
                     .arg("check")
                     .arg(path)
                     .stdout(std::process::Stdio::null())
