@@ -337,12 +337,16 @@ def check_dockerfile(objects):
           f"Dockerfile USER {user} matches runAsUser/runAsGroup")
     entrypoint = re.findall(r"^ENTRYPOINT\s+(\[.*\])\s*$", dockerfile, re.M)
     check(entrypoint and json.loads(entrypoint[-1]) == ["/usr/local/bin/asyncapi-guard"], f"Dockerfile ENTRYPOINT {entrypoint} is the binary the chart's args are for")
-    check(re.search(r"--from=build /src/target/release/asyncapi-guard /usr/local/bin/asyncapi-guard", dockerfile), "Dockerfile copies the built binary to the entrypoint")
+    check(re.search(r"--from=build /src/target/image/asyncapi-guard /usr/local/bin/asyncapi-guard", dockerfile), "Dockerfile copies the built binary to the entrypoint")
     exposed = sorted(int(p) for line in re.findall(r"^EXPOSE\s+(.*)$", dockerfile, re.M) for p in line.split())
     check(exposed == sorted(p["containerPort"] for p in container["ports"]), f"Dockerfile EXPOSE {exposed} matches the container ports")
     check(re.search(r"^FROM gcr.io/distroless/\S+:nonroot\s*$", dockerfile, re.M), "the runtime image is distroless, non-root, without a shell")
-    build = re.findall(r"^RUN (cargo build .*)$", dockerfile, re.M)
-    check(build == ["cargo build --release --locked --bin asyncapi-guard"], f"Dockerfile builds with --release --locked: {build}")
+    build = re.findall(r"^RUN (.*)$", dockerfile, re.M)
+    script = open(os.path.join(ROOT, "scripts/release-build")).read()
+    cargo = re.findall(r"^\s*cargo (?:build|rustc) (.*)$", script, re.M)
+    check(build == ["scripts/release-build"] and re.search(r"^COPY scripts/release-build ", dockerfile, re.M), f"Dockerfile builds with scripts/release-build: {build}")
+    check(cargo and all("--release --locked --bin asyncapi-guard" in c for c in cargo) and "target/image/asyncapi-guard" in script,
+          f"scripts/release-build builds with --release --locked into target/image: {cargo}")
 
 
 def check_notes(binary, rendered):
