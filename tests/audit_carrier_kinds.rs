@@ -437,3 +437,53 @@ async fn a_failed_discovery_keeps_the_carriers_found_before() {
         })
         .await;
 }
+
+/// The fake API server names a kind a test serves as kube-apiserver names an installed CRD's:
+/// objects and lists carry its kind, and errors name its resource with the group.
+#[tokio::test]
+async fn the_fake_api_names_a_served_kind_as_the_api_server_does() {
+    let api = FakeApi::new();
+    api.serve_kind(GROUP, "v1", "EventContract", "eventcontracts", true);
+    let collection = format!("apis/{GROUP}/v1/eventcontracts");
+    let created = api.create(
+        &collection,
+        Some("payments"),
+        json!({"metadata": {"name": "orders"}, "spec": {}}),
+    );
+    assert_eq!(created["kind"], "EventContract");
+    assert_eq!(created["apiVersion"], format!("{GROUP}/v1"));
+
+    let client = api.client("payments");
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let request = http::Request::get(path).body(Vec::new()).unwrap();
+            client.request_text(request).await
+        }
+    };
+    let list: Value = serde_json::from_str(
+        &get(format!("/{collection}"))
+            .await
+            .expect("the list of a served kind"),
+    )
+    .unwrap();
+    assert_eq!(list["kind"], "EventContractList");
+
+    let missing = format!("/apis/{GROUP}/v1/namespaces/payments/eventcontracts/absent");
+    match get(missing).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 404);
+            assert_eq!(
+                status.message,
+                format!("eventcontracts.{GROUP} \"absent\" not found")
+            );
+        }
+        other => panic!("a missing object is a 404: {other:?}"),
+    }
+    match get("/api/v1/namespaces/payments/configmaps/absent".to_owned()).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.message, "configmaps \"absent\" not found");
+        }
+        other => panic!("a missing ConfigMap is a 404: {other:?}"),
+    }
+}

@@ -14,7 +14,10 @@
 //! - lists page with `limit` and `continue`, and filter by `metadata.name` field selectors
 //!   and equality/existence label selectors;
 //! - discovery (`/api`, `/api/v1`, `/apis`, `/apis/<group>/<version>`) lists the built-in
-//!   kinds and those a test serves (a CRD installed), less those not installed.
+//!   kinds and those a test serves (a CRD installed), less those not installed;
+//! - objects and lists carry their kind, a served one's too; a failure about one object
+//!   names its resource (`configmaps "x" not found`, `eventcontracts.events.example.com`)
+//!   and says in `details` which object.
 //!
 //! Tests change objects through the same store (as `kubectl` would), and read the log of
 //! requests to check what the code under test did.
@@ -166,15 +169,6 @@ fn status_body(code: u16, reason: &str, message: &str) -> Value {
 
 type Reply = (u16, Value);
 
-fn not_found(key: &Key) -> Reply {
-    let (_, kind) = kind_of(&key.collection);
-    error(
-        404,
-        "NotFound",
-        format!("{kind} \"{}\" not found", key.name),
-    )
-}
-
 /// Whether `sent` names a resourceVersion other than the current one (a stale write).
 fn stale(sent: &Value, current: &Value) -> bool {
     let rv = |v: &Value| {
@@ -189,18 +183,33 @@ fn error(code: u16, reason: &str, message: impl Into<String>) -> Reply {
     (code, status_body(code, reason, &message.into()))
 }
 
-fn kind_of(collection: &str) -> (String, String) {
-    let parts: Vec<&str> = collection.split('/').collect();
-    let (api_version, plural) = match parts.as_slice() {
-        ["api", version, plural] => ((*version).to_owned(), *plural),
-        ["apis", group, version, plural] => (format!("{group}/{version}"), *plural),
-        _ => (String::new(), collection),
-    };
-    let kind = BUILT_IN
-        .iter()
-        .find(|&&(_, _, _, built_in, _)| built_in == plural)
-        .map_or(plural, |&(_, _, kind, _, _)| kind);
-    (api_version, kind.to_owned())
+/// What a collection holds, as kube-apiserver names it.
+struct Resource {
+    /// `v1`, `coordination.k8s.io/v1`.
+    api_version: String,
+    /// `ConfigMap`: objects' `kind`, and with `List` their lists'.
+    kind: String,
+    /// `configmaps`, `leases.coordination.k8s.io`: what error messages name.
+    qualified: String,
+    group: String,
+    plural: String,
+}
+
+/// A failure about one object, as kube-apiserver words it (`NewNotFound`, `NewConflict`,
+/// ...): the message names the resource (`configmaps "x"`), and `details` the object.
+fn object_error(
+    code: u16,
+    reason: &str,
+    resource: &Resource,
+    name: &str,
+    message: String,
+) -> Reply {
+    let mut body = status_body(code, reason, &message);
+    body["details"] = json!({"name": name, "kind": resource.plural});
+    if !resource.group.is_empty() {
+        body["details"]["group"] = json!(resource.group);
+    }
+    (code, body)
 }
 
 /// Parses `/api/v1/namespaces/ns/configmaps/name/status`.
@@ -387,6 +396,49 @@ fn watch_line(kind: &str, object: &Value) -> String {
 }
 
 impl Store {
+    /// The collection's resource: built in, or a kind a test serves (found whether or not
+    /// it is installed); its plural stands in for the kind of anything else.
+    fn resource(&self, collection: &str) -> Resource {
+        let parts: Vec<&str> = collection.split('/').collect();
+        let (group, version, plural) = match parts.as_slice() {
+            ["api", version, plural] => ("", *version, *plural),
+            ["apis", group, version, plural] => (*group, *version, *plural),
+            _ => ("", "", collection),
+        };
+        let kind = BUILT_IN
+            .iter()
+            .find(|&&(g, _, _, p, _)| g == group && p == plural)
+            .map(|&(_, _, kind, _, _)| kind.to_owned())
+            .or_else(|| {
+                self.served
+                    .iter()
+                    .find(|s| s.group == group && s.plural == plural)
+                    .map(|s| s.kind.clone())
+            })
+            .unwrap_or_else(|| plural.to_owned());
+        Resource {
+            api_version: if group.is_empty() {
+                version.to_owned()
+            } else {
+                format!("{group}/{version}")
+            },
+            kind,
+            qualified: if group.is_empty() {
+                plural.to_owned()
+            } else {
+                format!("{plural}.{group}")
+            },
+            group: group.to_owned(),
+            plural: plural.to_owned(),
+        }
+    }
+
+    fn not_found(&self, key: &Key) -> Reply {
+        let resource = self.resource(&key.collection);
+        let message = format!("{} \"{}\" not found", resource.qualified, key.name);
+        object_error(404, "NotFound", &resource, &key.name, message)
+    }
+
     fn installed(&self, collection: &str) -> bool {
         !self.uninstalled.contains(collection)
     }
@@ -533,12 +585,12 @@ impl Store {
     }
 
     fn stamp(&mut self, key: &Key, object: &mut Value, previous: Option<&Value>) {
-        let (api_version, kind) = kind_of(&key.collection);
+        let resource = self.resource(&key.collection);
         if object.get("apiVersion").is_none() {
-            object["apiVersion"] = json!(api_version);
+            object["apiVersion"] = json!(resource.api_version);
         }
         if object.get("kind").is_none() {
-            object["kind"] = json!(kind);
+            object["kind"] = json!(resource.kind);
         }
         if !object.get("metadata").is_some_and(Value::is_object) {
             object["metadata"] = json!({});
@@ -586,12 +638,9 @@ impl Store {
             };
         }
         if self.objects.contains_key(&key) {
-            let (_, kind) = kind_of(&key.collection);
-            return error(
-                409,
-                "AlreadyExists",
-                format!("{kind} \"{}\" already exists", key.name),
-            );
+            let resource = self.resource(&key.collection);
+            let message = format!("{} \"{}\" already exists", resource.qualified, key.name);
+            return object_error(409, "AlreadyExists", &resource, &key.name, message);
         }
         if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.remove("resourceVersion");
@@ -608,7 +657,7 @@ impl Store {
 
     fn replace(&mut self, key: Key, sub: Option<&str>, sent: Value, manager: &str) -> Reply {
         let Some(current) = self.objects.get(&key).cloned() else {
-            return not_found(&key);
+            return self.not_found(&key);
         };
         if stale(&sent, &current) {
             return self.conflict(&key);
@@ -640,15 +689,12 @@ impl Store {
     }
 
     fn conflict(&self, key: &Key) -> Reply {
-        let (_, kind) = kind_of(&key.collection);
-        error(
-            409,
-            "Conflict",
-            format!(
-                "Operation cannot be fulfilled on {kind} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
-                key.name
-            ),
-        )
+        let resource = self.resource(&key.collection);
+        let message = format!(
+            "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+            resource.qualified, key.name
+        );
+        object_error(409, "Conflict", &resource, &key.name, message)
     }
 
     fn store_modified(&mut self, key: Key, object: Value) -> Reply {
@@ -700,7 +746,7 @@ impl Store {
         });
         let Some(current) = self.objects.get(&key).cloned() else {
             if sub == Some("status") {
-                return not_found(&key);
+                return self.not_found(&key);
             }
             let mut object = applied;
             self.stamp(&key, &mut object, None);
@@ -742,7 +788,7 @@ impl Store {
 
     fn patch_merge(&mut self, key: Key, patch: Value, manager: &str) -> Reply {
         let Some(current) = self.objects.get(&key).cloned() else {
-            return not_found(&key);
+            return self.not_found(&key);
         };
         if stale(&patch, &current) {
             return self.conflict(&key);
@@ -762,7 +808,7 @@ impl Store {
                 self.notify(&key, "DELETED", &object);
                 (200, object)
             }
-            None => not_found(&key),
+            None => self.not_found(&key),
         }
     }
 
@@ -798,10 +844,10 @@ impl Store {
             items.truncate(limit);
             metadata["continue"] = json!((start + limit).to_string());
         }
-        let (api_version, kind) = kind_of(&key.collection);
+        let resource = self.resource(&key.collection);
         (
             200,
-            json!({"apiVersion": api_version, "kind": format!("{kind}List"), "metadata": metadata, "items": items}),
+            json!({"apiVersion": resource.api_version, "kind": format!("{}List", resource.kind), "metadata": metadata, "items": items}),
         )
     }
 }
@@ -964,7 +1010,7 @@ impl FakeApi {
             (Method::GET, true) => store.list(&key, &query),
             (Method::GET, false) => match store.objects.get(&key) {
                 Some(object) => (200, object.clone()),
-                None => not_found(&key),
+                None => store.not_found(&key),
             },
             (Method::POST, true) => {
                 store.create(key, body, manager.as_deref().unwrap_or("unknown"))
