@@ -444,7 +444,7 @@ async fn a_failed_discovery_keeps_the_carriers_found_before() {
 async fn the_fake_api_names_a_served_kind_as_the_api_server_does() {
     let api = FakeApi::new();
     api.serve_kind(GROUP, "v1", "EventContract", "eventcontracts", true);
-    let collection = format!("apis/{GROUP}/v1/eventcontracts");
+    let collection = fake_api::collection(GROUP, "v1", "eventcontracts");
     let created = api.create(
         &collection,
         Some("payments"),

@@ -14,6 +14,7 @@ pub mod reports;
 pub mod resources;
 pub mod status;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -139,17 +140,15 @@ impl Audited {
         // line). Its metadata was decoded already, to the fields that are read
         // (`managedFields` stepped over: it is not judged, and it can be large), and is put
         // in the tree only for a carrier whose document is in it (an annotation).
-        let with_metadata = extract
-            .reads_metadata(&id)
-            .then(|| object.body_with_metadata());
-        let text = match &with_metadata {
-            None => Ok(object.body()),
-            Some(Ok(text)) => Ok(text.as_str()),
-            Some(Err(error)) => Err(error.to_string()),
+        let text = if extract.reads_metadata(&id) {
+            object.body_with_metadata().map(Cow::Owned)
+        } else {
+            Ok(Cow::Borrowed(object.body()))
         };
-        let read = text.and_then(|text| {
-            json::parse(text, &object_limits(engine), false).map_err(|e| e.to_string())
-        });
+        let read = match &text {
+            Ok(text) => json::parse(text, &object_limits(engine), false).map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
         let documents = match read {
             Ok(stream) => match stream.roots().next() {
                 // No memo: the audit re-judges on purpose (a changed configuration).

@@ -189,10 +189,20 @@ struct Resource {
     api_version: String,
     /// `ConfigMap`: objects' `kind`, and with `List` their lists'.
     kind: String,
-    /// `configmaps`, `leases.coordination.k8s.io`: what error messages name.
-    qualified: String,
     group: String,
     plural: String,
+}
+
+impl Resource {
+    /// One object as error messages name it: `configmaps "x"`,
+    /// `leases.coordination.k8s.io "x"`.
+    fn named(&self, name: &str) -> String {
+        if self.group.is_empty() {
+            format!("{} \"{name}\"", self.plural)
+        } else {
+            format!("{}.{} \"{name}\"", self.plural, self.group)
+        }
+    }
 }
 
 /// A failure about one object, as kube-apiserver words it (`NewNotFound`, `NewConflict`,
@@ -423,11 +433,6 @@ impl Store {
                 format!("{group}/{version}")
             },
             kind,
-            qualified: if group.is_empty() {
-                plural.to_owned()
-            } else {
-                format!("{plural}.{group}")
-            },
             group: group.to_owned(),
             plural: plural.to_owned(),
         }
@@ -435,7 +440,7 @@ impl Store {
 
     fn not_found(&self, key: &Key) -> Reply {
         let resource = self.resource(&key.collection);
-        let message = format!("{} \"{}\" not found", resource.qualified, key.name);
+        let message = format!("{} not found", resource.named(&key.name));
         object_error(404, "NotFound", &resource, &key.name, message)
     }
 
@@ -639,7 +644,7 @@ impl Store {
         }
         if self.objects.contains_key(&key) {
             let resource = self.resource(&key.collection);
-            let message = format!("{} \"{}\" already exists", resource.qualified, key.name);
+            let message = format!("{} already exists", resource.named(&key.name));
             return object_error(409, "AlreadyExists", &resource, &key.name, message);
         }
         if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -691,8 +696,8 @@ impl Store {
     fn conflict(&self, key: &Key) -> Reply {
         let resource = self.resource(&key.collection);
         let message = format!(
-            "Operation cannot be fulfilled on {} \"{}\": the object has been modified; please apply your changes to the latest version and try again",
-            resource.qualified, key.name
+            "Operation cannot be fulfilled on {}: the object has been modified; please apply your changes to the latest version and try again",
+            resource.named(&key.name)
         );
         object_error(409, "Conflict", &resource, &key.name, message)
     }
