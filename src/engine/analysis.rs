@@ -5,6 +5,8 @@
 //! server reached through `$ref` is checked where its definition is), so a requirement is
 //! reported once however many references lead to it.
 
+use std::cell::OnceCell;
+
 use super::document::pointer::{self, Located, Reference};
 use super::document::{NodeRef, NodeSet};
 use super::production::ProductionSelector;
@@ -18,6 +20,10 @@ pub struct Analysis<'d> {
     pub servers: Vec<RootServer<'d>>,
     pub sites: Vec<SecuritySite<'d>>,
     pub uses: Vec<SchemeUse<'d>>,
+    /// The used schemes that `security-scheme-invalid` finds invalid, made the first time a
+    /// rule asks (that rule, or `security-scope-undefined`, which judges only valid
+    /// schemes), so that each scheme is validated once whichever of them are on.
+    pub invalid_schemes: OnceCell<NodeSet>,
 }
 
 /// An entry of the root `servers`.
@@ -112,6 +118,7 @@ impl<'d> Analysis<'d> {
             servers: Vec::with_capacity(servers),
             sites: Vec::with_capacity(servers + operations),
             uses: Vec::new(),
+            invalid_schemes: OnceCell::new(),
         };
         let mut seen = NodeSet::new(root.tree());
 

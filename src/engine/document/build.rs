@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{
     Children, INDEXED, Limits, LoadError, Node, NodeId, Offset, Pos, ScalarKind, Slot, StoredEntry,
-    Stream, Syntax, Text, Tree, key_prefix,
+    Stream, Syntax, Text, Tree, key_prefix, same_key,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -387,8 +387,9 @@ impl<'a> Builder<'a> {
             pos: self.pos(second.key_at),
             first_line: self.pos(first.key_at).line,
         };
-        let same =
-            |a: &StoredEntry, b: &StoredEntry| tree.key_bytes(a.key) == tree.key_bytes(b.key);
+        let same = |a: &StoredEntry, b: &StoredEntry| {
+            same_key(tree.key_bytes(a.key), tree.key_bytes(b.key))
+        };
         if entries.len() <= INDEXED {
             for (i, later) in entries.iter().enumerate() {
                 if let Some(first) = entries[..i].iter().find(|e| same(e, later)) {

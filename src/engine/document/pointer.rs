@@ -61,7 +61,7 @@ impl<'d> Located<'d> {
 
     /// The value under `key`, if this is a mapping that has it.
     pub fn child(&self, key: &str) -> Option<Located<'d>> {
-        let entry = self.node.entry(key)?;
+        let entry = self.node.stored_entry(key)?;
         Some(self.step(self.node.child(entry.value), entry.key_at, |r| push(r, key)))
     }
 
@@ -145,7 +145,7 @@ pub fn resolve<'d>(root: NodeRef<'d>, pointer: &str) -> Option<Located<'d>> {
         let key = key?;
         match node.value() {
             Value::Map(_) => {
-                let entry = node.entry(&key)?;
+                let entry = node.stored_entry(&key)?;
                 node = node.child(entry.value);
                 at = entry.key_at;
             }

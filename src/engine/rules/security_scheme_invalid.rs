@@ -7,7 +7,7 @@
 use super::{RuleInfo, did_you_mean, finding, last_token};
 use crate::engine::analysis::{Analysis, Resolution};
 use crate::engine::document::pointer::Located;
-use crate::engine::document::{NodeRef, NodeSet};
+use crate::engine::document::{NodeId, NodeRef, NodeSet};
 use crate::engine::finding::{Finding, RuleId};
 use crate::engine::version::SpecVersion;
 
@@ -64,14 +64,20 @@ fn problem(what: impl Into<String>, hint: impl Into<Option<String>>) -> Problem 
 }
 
 pub(crate) fn check(analysis: &Analysis<'_>, out: &mut Vec<Finding>) {
-    let mut judged = NodeSet::new(analysis.root.tree());
+    let invalid = invalid_schemes(analysis);
+    if invalid.is_empty() {
+        return;
+    }
+    let mut reported = NodeSet::new(analysis.root.tree());
     for used in &analysis.uses {
         let Resolution::Scheme(scheme) = &used.resolution else {
             continue;
         };
-        if !judged.insert(scheme.node.id()) {
+        let id = scheme.node.id();
+        if !invalid.contains(id) || !reported.insert(id) {
             continue;
         }
+        // Validated again for what is wrong: only the invalid ones, which deny anyway.
         if let Err(p) = validate(scheme.node, analysis.version) {
             let hint = version_2_requirement(analysis, scheme).or(p.hint);
             out.push(finding(
@@ -82,6 +88,27 @@ pub(crate) fn check(analysis: &Analysis<'_>, out: &mut Vec<Finding>) {
             ));
         }
     }
+}
+
+/// Whether a scheme that a requirement uses is valid (see [`Analysis::invalid_schemes`]).
+pub(crate) fn is_valid(analysis: &Analysis<'_>, scheme: NodeId) -> bool {
+    !invalid_schemes(analysis).contains(scheme)
+}
+
+fn invalid_schemes<'a>(analysis: &'a Analysis<'_>) -> &'a NodeSet {
+    analysis.invalid_schemes.get_or_init(|| {
+        let tree = analysis.root.tree();
+        let (mut judged, mut invalid) = (NodeSet::new(tree), NodeSet::new(tree));
+        for used in &analysis.uses {
+            if let Resolution::Scheme(scheme) = &used.resolution {
+                let id = scheme.node.id();
+                if judged.insert(id) && validate(scheme.node, analysis.version).is_err() {
+                    invalid.insert(id);
+                }
+            }
+        }
+        invalid
+    })
 }
 
 /// A 3.x document written with a 2.x requirement (`security: [{saslScram: []}]`): an inline
@@ -184,10 +211,6 @@ pub(crate) fn validate(scheme: NodeRef<'_>, version: SpecVersion) -> Result<(), 
         "oauth2" => validate_flows(scheme, version),
         _ => Ok(()),
     }
-}
-
-pub(crate) fn is_valid(scheme: NodeRef<'_>, version: SpecVersion) -> bool {
-    validate(scheme, version).is_ok()
 }
 
 fn require_string(scheme: NodeRef<'_>, kind: &str, field: &str) -> Result<(), Problem> {
@@ -357,6 +380,18 @@ mod tests {
                     "set type to one of: userPassword, apiKey, X509, symmetricEncryption, asymmetricEncryption, httpApiKey, http, oauth2, openIdConnect, plain, scramSha256, scramSha512, gssapi"
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn each_invalid_scheme_is_reported_once_however_often_it_is_used() {
+        let src = "asyncapi: 3.0.0\nservers:\n  production:\n    host: x\n    protocol: amqp\n    security:\n      - $ref: '#/components/securitySchemes/a'\n      - $ref: '#/components/securitySchemes/b'\n  staging:\n    host: y\n    protocol: amqp\n    security:\n      - $ref: '#/components/securitySchemes/a'\n      - $ref: '#/components/securitySchemes/ok'\ncomponents:\n  securitySchemes:\n    a: {type: bogusAuth}\n    b: {type: http}\n    ok: {type: X509}\n";
+        assert_eq!(
+            findings(src),
+            pairs(&[
+                (INVALID, "/components/securitySchemes/a"),
+                (INVALID, "/components/securitySchemes/b"),
+            ])
         );
     }
 

@@ -32,7 +32,7 @@ pub(crate) fn check(analysis: &Analysis<'_>, out: &mut Vec<Finding>) {
             continue;
         }
         if scheme.node.get("type").and_then(|t| t.as_str()) != Some("oauth2")
-            || !is_valid(scheme.node, version)
+            || !is_valid(analysis, scheme.node.id())
         {
             continue;
         }
@@ -67,7 +67,7 @@ fn scope_maps<'d>(scheme: NodeRef<'d>, field: &str) -> impl Iterator<Item = Node
 /// scheme whose scopes are all declared costs no set of them (judging a small document
 /// built one for every scheme).
 fn declares(scheme: NodeRef<'_>, field: &str, name: &str) -> bool {
-    scope_maps(scheme, field).any(|scopes| scopes.entry(name).is_some())
+    scope_maps(scheme, field).any(|scopes| scopes.get(name).is_some())
 }
 
 fn declared_scopes<'d>(scheme: NodeRef<'d>, field: &str) -> BTreeSet<&'d str> {
@@ -107,6 +107,7 @@ fn undeclared(
 
 #[cfg(test)]
 mod tests {
+    use crate::engine::finding::RuleId::SecuritySchemeInvalid as INVALID;
     use crate::engine::finding::RuleId::SecurityScopeUndefined as SCOPE;
     use crate::engine::rules::test_support::{findings, of_rule, pairs};
 
@@ -143,11 +144,42 @@ mod tests {
         );
     }
 
+    /// V2 with a flow that lacks its tokenUrl: the scheme is invalid.
+    fn v2_invalid_scheme() -> String {
+        V2.replace("          tokenUrl: https://t\n", "")
+    }
+
     #[test]
     fn invalid_schemes_are_not_scope_checked() {
-        let src = V2.replace("tokenUrl: https://t\n", "");
-        let rules: Vec<_> = findings(&src).into_iter().map(|(r, _)| r).collect();
-        assert!(!rules.contains(&SCOPE), "{rules:?}");
+        assert_eq!(
+            findings(&v2_invalid_scheme()),
+            pairs(&[(INVALID, "/components/securitySchemes/oauth")])
+        );
+    }
+
+    /// Validity is shared with `security-scheme-invalid` (see `Analysis::invalid_schemes`):
+    /// with that rule off, this one still validates the scheme itself.
+    #[test]
+    fn invalid_schemes_are_not_scope_checked_with_the_scheme_rule_off() {
+        use crate::engine::finding::Mode;
+        use crate::engine::finding::RuleId;
+        use crate::engine::policy::Policy;
+        use crate::engine::{Engine, Overrides};
+        let mut policy = Policy::default();
+        policy
+            .rule_modes
+            .insert(RuleId::SecuritySchemeInvalid, Mode::Off);
+        let engine = Engine::new(policy);
+        let judge = |src: &str| {
+            engine
+                .evaluate_bytes(src.as_bytes(), &Overrides::default())
+                .findings
+                .into_iter()
+                .map(|f| f.rule)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(judge(V2), vec![SCOPE], "the scope rule runs alone");
+        assert_eq!(judge(&v2_invalid_scheme()), vec![]);
     }
 
     #[test]
