@@ -7,11 +7,15 @@
 # memo's case). Prints the rates and asyncapi-guard's share of the baseline's. wrk, in C,
 # drives the baseline about 3 times as fast as the Python generator of the soak could, so
 # the baseline's rate is the server's, not the generator's. Any answer but 200 fails the run.
+# The VM's speed drifts by a tenth within minutes, so the two servers are measured in turns,
+# ROUNDS times (each round in the other order from the last), and the median of the rounds'
+# shares is the figure; every round's is printed too.
 #
-#   benches/load-compare.sh [seconds]        (default 10; needs wrk: apt-get install wrk)
+#   benches/load-compare.sh [seconds] [rounds]   (default 10 and 3; needs wrk: apt-get install wrk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
+rounds=${2:-3}
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
@@ -37,10 +41,11 @@ pids+=($!)
 sleep 1
 
 command -v wrk >/dev/null || { echo "load-compare: needs wrk (apt-get install wrk)" >&2; exit 2; }
-# rate PORT unique|repeat: requests per second; fails on any answer but 200.
+# rate PORT unique|repeat RUN: requests per second; fails on any answer but 200. Each run
+# numbers its documents from its own start (a run sends far fewer than 10 million).
 rate() {
   local out
-  out=$(LOADGEN_MODE=$2 "${load_cpu[@]}" wrk -t1 -c16 -d"${seconds}s" -s benches/loadgen.lua "https://localhost:$1/validate")
+  out=$(LOADGEN_MODE=$2 LOADGEN_START=$(($3 * 10000000)) "${load_cpu[@]}" wrk -t1 -c16 -d"${seconds}s" -s benches/loadgen.lua "https://localhost:$1/validate")
   if grep -qE "Non-2xx|Socket errors" <<<"$out"; then
     echo "load-compare: errors against port $1:" >&2
     echo "$out" >&2
@@ -48,10 +53,22 @@ rate() {
   fi
   awk '/^Requests\/sec:/ { printf "%d", $2 }' <<<"$out"
 }
-base_unique=$(rate "$baseline" unique)
-guard_unique=$(rate "$guard" unique)
-base_repeat=$(rate "$baseline" repeat)
-guard_repeat=$(rate "$guard" repeat)
 share() { python3 -c "print(f'{$1 / $2:.2f}')"; }
-echo "every request a different document: baseline ${base_unique} req/s, asyncapi-guard ${guard_unique} req/s: $(share "$guard_unique" "$base_unique") of the baseline"
-echo "the same document repeated:          baseline ${base_repeat} req/s, asyncapi-guard ${guard_repeat} req/s: $(share "$guard_repeat" "$base_repeat") of the baseline"
+median() { python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" "$@"; }
+for mode in unique repeat; do
+  shares=()
+  for round in $(seq "$rounds"); do
+    if [ $((round % 2)) = 1 ]; then
+      base=$(rate "$baseline" "$mode" $((2 * round))); ours=$(rate "$guard" "$mode" $((2 * round + 1)))
+    else
+      ours=$(rate "$guard" "$mode" $((2 * round + 1))); base=$(rate "$baseline" "$mode" $((2 * round)))
+    fi
+    shares+=("$(share "$ours" "$base")")
+    echo "  $mode, round $round: baseline $base req/s, asyncapi-guard $ours req/s: ${shares[-1]}"
+  done
+  case $mode in
+    unique) what="every request a different document" ;;
+    repeat) what="the same document repeated         " ;;
+  esac
+  echo "$what: $(median "${shares[@]}") of the baseline (median of ${rounds} rounds: ${shares[*]})"
+done

@@ -76,7 +76,9 @@ function init(args)
   if mode == "repeat" then
     fixed = wrk.format("POST", "/validate", headers, review(secure_parts, 0))
   end
-  counter = (id or 1) * 100000000
+  -- Each run starts its numbers where load-compare.sh says (LOADGEN_START), so that a run
+  -- never re-sends a document an earlier run sent: those the server's memo could know.
+  counter = (id or 1) * 1000000000 + (tonumber(os.getenv("LOADGEN_START")) or 0)
 end
 
 function request()
