@@ -448,8 +448,8 @@ pub(crate) fn key_prefix(key: &[u8]) -> u64 {
 }
 
 /// Whether two keys are the same bytes, compared in registers: keys are short (`type`,
-/// `security`, a channel's name), and `==` on slices calls `memcmp`, whose call cost more
-/// than the comparison in the lookups that judging is mostly made of.
+/// `security`, a channel's name), and `==` on slices calls `memcmp`. Judging, mostly
+/// lookups, ran 6 % fewer instructions on the small generated document (callgrind).
 #[inline]
 pub(crate) fn same_key(a: &[u8], b: &[u8]) -> bool {
     /// The first or the last `N` bytes of a key at least `N` long.
@@ -564,7 +564,8 @@ impl<'d> NodeRef<'d> {
 
     /// The member `key` of a mapping. Without its key's text, which is made a `str` (its
     /// ends checked to be character boundaries) for nothing here: judging the generated
-    /// documents took 9 % less time once lookups stopped doing that (alternating runs).
+    /// documents took about a tenth less time once lookups stopped doing that (alternating
+    /// runs).
     pub fn get(&self, key: &str) -> Option<NodeRef<'d>> {
         self.stored_entry(key).map(|e| self.child(e.value))
     }
@@ -883,6 +884,23 @@ mod tests {
         assert!(ids.iter().all(|&id| set.insert(id)));
         assert!(ids.iter().all(|&id| !set.insert(id)));
         assert!(!set.insert(NodeId(10_000)));
+    }
+
+    #[test]
+    fn same_key_agrees_with_comparing_the_bytes() {
+        // Every length the comparison treats apart (0-3, 4-7, 8-16, longer).
+        let letters: Vec<u8> = (b'a'..=b'z').collect();
+        let copy = letters.clone();
+        for len in 0..letters.len() {
+            let key = &letters[..len];
+            assert!(same_key(key, &copy[..len]), "{len}");
+            assert!(!same_key(key, &letters[..len + 1]), "{len}: longer");
+            for at in 0..len {
+                let mut other = key.to_vec();
+                other[at] = other[at].to_ascii_uppercase();
+                assert!(!same_key(key, &other), "{len}: byte {at}");
+            }
+        }
     }
 
     #[test]
