@@ -534,7 +534,7 @@ mod tests {
         .unwrap();
         let root = stream.roots().next().unwrap();
         let servers = root.get("servers").unwrap();
-        let entry = servers.entry("p").unwrap();
+        let entry = servers.stored_entry("p").unwrap();
         assert_eq!(stream.tree.pos(entry.key_at), Pos { line: 3, column: 5 });
         let p = servers.get("p").unwrap();
         assert!(matches!(

@@ -558,10 +558,6 @@ impl<'d> NodeRef<'d> {
         self.stored_entries().iter().map(|e| tree.entry_of(e))
     }
 
-    pub fn entry(&self, key: &str) -> Option<Entry<'d>> {
-        self.stored_entry(key).map(|e| self.tree.entry_of(e))
-    }
-
     /// The member `key` of a mapping. Without its key's text, which is made a `str` (its
     /// ends checked to be character boundaries) for nothing here: judging the generated
     /// documents took about a tenth less time once lookups stopped doing that (alternating
@@ -570,6 +566,8 @@ impl<'d> NodeRef<'d> {
         self.stored_entry(key).map(|e| self.child(e.value))
     }
 
+    /// The entry of `key` in a mapping, as stored: its value and where its key is, for the
+    /// lookups that need no key text ([`NodeRef::get`], [`pointer::Located::child`]).
     pub(crate) fn stored_entry(&self, key: &str) -> Option<&'d StoredEntry> {
         let tree = self.tree;
         let entries = self.stored_entries();

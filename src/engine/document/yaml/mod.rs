@@ -68,7 +68,7 @@ mod tests {
     fn positions_are_one_based_and_entries_carry_key_positions() {
         each_reader("servers:\n  production:\n    url: x\n", |stream| {
             let servers = root(stream).get("servers").unwrap();
-            let entry = servers.entry("production").unwrap();
+            let entry = servers.stored_entry("production").unwrap();
             assert_eq!(stream.tree.pos(entry.key_at), Pos { line: 2, column: 3 });
             assert_eq!(servers.child(entry.value).pos(), Pos { line: 3, column: 5 });
         });
