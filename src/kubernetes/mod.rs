@@ -86,9 +86,9 @@ pub fn judge_object(
     overrides: &Overrides,
 ) -> Vec<JudgedDocument> {
     extract::extract(id, meta, body, config)
-        .iter()
+        .into_iter()
         .filter_map(|carried| {
-            let (evaluation, memo) = judge_carried(engine, memo, carried, overrides);
+            let (evaluation, memo) = judge_carried(engine, memo, &carried, overrides);
             let evaluation = evaluation?;
             let bytes = match &carried.content {
                 Content::Text(bytes) | Content::Candidate(bytes) => bytes.len(),
@@ -96,8 +96,8 @@ pub fn judge_object(
                 Content::Unreadable(_) => 0,
             };
             Some(JudgedDocument {
-                locator: carried.locator.clone(),
-                label: carried.label.clone(),
+                locator: carried.locator,
+                label: carried.label,
                 bytes,
                 evaluation,
                 memo,
@@ -122,9 +122,9 @@ fn json_size(node: NodeRef<'_>) -> usize {
                 size += text.len() + quotes;
             }
             Value::Seq(_) => {
-                let items: Vec<_> = node.items().collect();
-                size += 2 + items.len().saturating_sub(1);
-                stack.extend(items);
+                let before = stack.len();
+                stack.extend(node.items());
+                size += 2 + (stack.len() - before).saturating_sub(1);
             }
             Value::Map(_) => {
                 let entries = node.entries();
@@ -304,6 +304,7 @@ mod tests {
         assert_eq!(judged[0].label, "asyncapi.yaml");
         assert!(!judged[0].evaluation.allowed());
         assert_eq!(judged[0].evaluation.findings[0].pos.line, 3);
+        assert_eq!(judged[0].bytes, 69, "a key's size is its text's");
 
         let cr = json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI", "metadata": {"name": "h", "namespace": "n"},
             "spec": {"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}}}});
@@ -321,6 +322,24 @@ mod tests {
         );
         assert_eq!(judged[0].label, "spec");
         assert!(!judged[0].evaluation.findings[0].pos.is_known());
+        // A field's size is that of its compact JSON, lists and empty collections included.
+        let spec = json!({"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}},
+            "tags": [{"name": "a"}, 1, true, null, [], {}]});
+        let cr = json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
+            "metadata": {"name": "h", "namespace": "n"}, "spec": spec});
+        let stream = from_json(&cr, &Limits::default()).unwrap();
+        let cr = stream.roots().next().unwrap();
+        let (id, meta) = identify(cr).unwrap();
+        let judged = judge_object(
+            &engine,
+            None,
+            &id,
+            &meta,
+            cr,
+            &ExtractConfig::default(),
+            &Overrides::default(),
+        );
+        assert_eq!(judged[0].bytes, spec.to_string().len());
     }
 
     #[test]

@@ -95,12 +95,13 @@ impl From<Metadata> for ObjectMeta {
 }
 
 impl<'de> Deserialize<'de> for RawObject {
-    /// Only from serde_json's own deserializer (a `RawValue` needs the text): a list's
-    /// `items` and a watch event's `object` both are, as `kube` decodes them (the API server
-    /// writes an event's `type` before its `object`, so serde's tagged enum does not buffer
-    /// the object; a buffered one would be refused, not misread). One pass:
-    /// `metadata` is decoded, every other member kept as its text and copied into `body`
-    /// (serde_json's skipping of a member is iterative: no depth limit of its own).
+    /// Only from serde_json's own deserializer over text (the members are borrowed from it
+    /// as `RawValue`s): a list's `items` and a watch event's `object` both are, as `kube`
+    /// decodes them (the API server writes an event's `type` before its `object`, so
+    /// serde's tagged enum does not buffer the object; a buffered one would be refused, not
+    /// misread). One pass: `metadata` is decoded, every other member kept as its text and
+    /// copied into `body` (serde_json's skipping of a member is iterative: no depth limit
+    /// of its own).
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(ObjectVisitor)
     }
@@ -150,7 +151,11 @@ impl<'de> Visitor<'de> for ObjectVisitor {
                 }
             }
             body.push(':');
-            let value: Box<RawValue> = members.next_value()?;
+            // Borrowed from the input, not copied into a box of its own and then into `body`:
+            // kube decodes list pages and watch events from text (`serde_json::from_str`),
+            // as `from_json` does. A decoder over a reader could not lend it, and would
+            // refuse the object rather than misread it.
+            let value: &'de RawValue = members.next_value()?;
             let start = body.len();
             body.push_str(value.get());
             if key == "status" {
@@ -243,6 +248,16 @@ mod tests {
         assert_eq!(meta.labels.as_ref().unwrap()["l"], "1");
         assert_eq!(meta.annotations.as_ref().unwrap()["k"], "v");
         assert!(meta.managed_fields.is_none() && meta.creation_timestamp.is_none());
+    }
+
+    #[test]
+    fn a_decoder_that_cannot_lend_its_text_is_refused_not_misread() {
+        let text = r#"{"metadata":{"name":"a"},"spec":{"asyncapi":"3.0.0"}}"#;
+        assert_eq!(
+            RawObject::from_json(text).unwrap().body(),
+            r#"{"spec":{"asyncapi":"3.0.0"}}"#
+        );
+        assert!(serde_json::from_reader::<_, RawObject>(text.as_bytes()).is_err());
     }
 
     #[test]
