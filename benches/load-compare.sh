@@ -12,6 +12,9 @@
 # shares is the figure; every round's is printed too.
 #
 #   benches/load-compare.sh [seconds] [rounds]   (default 10 and 3; needs wrk: apt-get install wrk)
+#
+# ASYNCAPI_GUARD_BINARY=target/image/asyncapi-guard measures that binary (the image's, from
+# scripts/release-build) instead of `cargo build --release`'s, as the loader bench does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -20,6 +23,7 @@ work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 cargo build --release --locked --bin asyncapi-guard --example baseline_server >/dev/null
+binary=${ASYNCAPI_GUARD_BINARY:-target/release/asyncapi-guard}
 
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench-ca -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout "$work/tls.key" -out "$work/req.csr" 2>/dev/null
@@ -33,7 +37,7 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
 fi
 guard=$((20000 + RANDOM % 20000))
 baseline=$((guard + 2))
-"${server_cpu[@]}" target/release/asyncapi-guard serve --listen "127.0.0.1:$guard" --metrics-listen "127.0.0.1:$((guard + 1))" \
+"${server_cpu[@]}" "$binary" serve --listen "127.0.0.1:$guard" --metrics-listen "127.0.0.1:$((guard + 1))" \
   --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" 2>/dev/null &
 pids+=($!)
 "${server_cpu[@]}" target/release/examples/baseline_server "127.0.0.1:$baseline" "$work/tls.crt" "$work/tls.key" &
