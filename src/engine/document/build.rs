@@ -387,8 +387,10 @@ impl<'a> Builder<'a> {
             pos: self.pos(second.key_at),
             first_line: self.pos(first.key_at).line,
         };
+        // Lengths first, as lookups do: most pairs of a small mapping's keys differ in
+        // length, and that needs neither key's text.
         let same = |a: &StoredEntry, b: &StoredEntry| {
-            same_key(tree.key_bytes(a.key), tree.key_bytes(b.key))
+            a.key.len == b.key.len && same_key(tree.key_bytes(a.key), tree.key_bytes(b.key))
         };
         if entries.len() <= INDEXED {
             for (i, later) in entries.iter().enumerate() {
