@@ -282,24 +282,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn judges_config_map_keys_and_custom_resource_specs() {
+    /// Judges the object `value` as admission would, with `config`.
+    fn judge_json(value: &serde_json::Value, config: &ExtractConfig) -> Vec<JudgedDocument> {
+        let stream = from_json(value, &Limits::default()).unwrap();
+        let object = stream.roots().next().unwrap();
+        let (id, meta) = identify(object).unwrap();
         let engine = Engine::default();
-        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "a", "namespace": "n", "labels": {"asyncapi-guard.io/document": "true"}},
-            "data": {"asyncapi.yaml": "asyncapi: 2.6.0\nservers:\n  production:\n    url: x\n    protocol: amqp\n", "notes.txt": "x"}});
-        let stream = from_json(&cm, &Limits::default()).unwrap();
-        let cm = stream.roots().next().unwrap();
-        let (id, meta) = identify(cm).unwrap();
-        let judged = judge_object(
+        judge_object(
             &engine,
             None,
             &id,
             &meta,
-            cm,
-            &ExtractConfig::default(),
+            object,
+            config,
             &Overrides::default(),
-        );
+        )
+    }
+
+    #[test]
+    fn judges_config_map_keys_and_custom_resource_specs() {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "n", "labels": {"asyncapi-guard.io/document": "true"}},
+            "data": {"asyncapi.yaml": "asyncapi: 2.6.0\nservers:\n  production:\n    url: x\n    protocol: amqp\n", "notes.txt": "x"}});
+        let judged = judge_json(&cm, &ExtractConfig::default());
         assert_eq!(judged.len(), 1);
         assert_eq!(judged[0].label, "asyncapi.yaml");
         assert!(!judged[0].evaluation.allowed());
@@ -308,18 +313,7 @@ mod tests {
 
         let cr = json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI", "metadata": {"name": "h", "namespace": "n"},
             "spec": {"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}}}});
-        let stream = from_json(&cr, &Limits::default()).unwrap();
-        let cr = stream.roots().next().unwrap();
-        let (id, meta) = identify(cr).unwrap();
-        let judged = judge_object(
-            &engine,
-            None,
-            &id,
-            &meta,
-            cr,
-            &ExtractConfig::default(),
-            &Overrides::default(),
-        );
+        let judged = judge_json(&cr, &ExtractConfig::default());
         assert_eq!(judged[0].label, "spec");
         assert!(!judged[0].evaluation.findings[0].pos.is_known());
         // A field's size is that of its compact JSON, lists and empty collections included.
@@ -327,36 +321,25 @@ mod tests {
             "tags": [{"name": "a"}, 1, true, null, [], {}]});
         let cr = json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
             "metadata": {"name": "h", "namespace": "n"}, "spec": spec});
-        let stream = from_json(&cr, &Limits::default()).unwrap();
-        let cr = stream.roots().next().unwrap();
-        let (id, meta) = identify(cr).unwrap();
-        let judged = judge_object(
-            &engine,
-            None,
-            &id,
-            &meta,
-            cr,
-            &ExtractConfig::default(),
-            &Overrides::default(),
+        assert_eq!(
+            judge_json(&cr, &ExtractConfig::default())[0].bytes,
+            spec.to_string().len()
         );
-        assert_eq!(judged[0].bytes, spec.to_string().len());
     }
 
     #[test]
     fn unlabelled_candidates_are_judged_only_when_asyncapi() {
-        let engine = Engine::default();
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "n"},
             "data": {"leader": "holderIdentity: x", "api": "asyncapi: 2.6.0\n", "broken": "asyncapi: [\n"}});
-        let stream = from_json(&cm, &Limits::default()).unwrap();
-        let cm = stream.roots().next().unwrap();
-        let (id, meta) = identify(cm).unwrap();
         let all = ExtractConfig {
             inspect_all_config_maps: true,
             ..ExtractConfig::default()
         };
-        let judged = judge_object(&engine, None, &id, &meta, cm, &all, &Overrides::default());
         assert_eq!(
-            judged.iter().map(|j| j.label.as_str()).collect::<Vec<_>>(),
+            judge_json(&cm, &all)
+                .iter()
+                .map(|j| j.label.as_str())
+                .collect::<Vec<_>>(),
             ["api"]
         );
     }
