@@ -22,7 +22,10 @@ rounds=${2:-3}
 work=$(mktemp -d)
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
-cargo build --release --locked --bin asyncapi-guard --example baseline_server >/dev/null
+# asyncapi-guard's release build only when no other binary is given to measure.
+build=(--example baseline_server)
+[ -n "${ASYNCAPI_GUARD_BINARY:-}" ] || build+=(--bin asyncapi-guard)
+cargo build --release --locked "${build[@]}" >/dev/null
 binary=${ASYNCAPI_GUARD_BINARY:-target/release/asyncapi-guard}
 
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=bench-ca -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
