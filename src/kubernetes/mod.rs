@@ -47,7 +47,8 @@ pub struct JudgedDocument {
     pub locator: String,
     /// How findings name it: `asyncapi.yaml`, `spec`.
     pub label: String,
-    /// Size of the document: its text, or for a structured field about its JSON size.
+    /// Size of the document: its text, or for a structured field the bytes it spans in the
+    /// object's JSON (about its compact JSON size where there is no JSON source).
     pub bytes: usize,
     pub evaluation: Evaluation,
     /// Whether the memo had it (only text is memoised, and only where there is a memo).
@@ -92,7 +93,7 @@ pub fn judge_object(
             let evaluation = evaluation?;
             let bytes = match &carried.content {
                 Content::Text(bytes) | Content::Candidate(bytes) => bytes.len(),
-                Content::Field(node) => json_size(*node),
+                Content::Field(node) => node.json_source_len().unwrap_or_else(|| json_size(*node)),
                 Content::Unreadable(_) => 0,
             };
             Some(JudgedDocument {
@@ -107,7 +108,9 @@ pub fn judge_object(
 }
 
 /// About the length of `node` as compact JSON (strings counted unescaped), without building
-/// the text: for the size metric only. Iterative: the tree may be as deep as the limits allow.
+/// the text: for the size metric only, where the tree has no JSON source to measure (what
+/// the webhook and the audit read always has). Iterative: the tree may be as deep as the
+/// limits allow.
 fn json_size(node: NodeRef<'_>) -> usize {
     let mut size = 0;
     let mut stack = vec![node];
@@ -282,12 +285,15 @@ mod tests {
         );
     }
 
-    /// Judges the object `value` as admission would, with `config`.
+    /// Judges the object `value` as admission would, with `config`: its compact JSON read by
+    /// the engine's JSON reader, without positions.
     fn judge_json(value: &serde_json::Value, config: &ExtractConfig) -> Vec<JudgedDocument> {
-        let stream = from_json(value, &Limits::default()).unwrap();
+        let engine = Engine::default();
+        let text = value.to_string();
+        let stream =
+            crate::engine::document::json::parse(&text, &object_limits(&engine), false).unwrap();
         let object = stream.roots().next().unwrap();
         let (id, meta) = identify(object).unwrap();
-        let engine = Engine::default();
         judge_object(
             &engine,
             None,
@@ -316,15 +322,26 @@ mod tests {
         let judged = judge_json(&cr, &ExtractConfig::default());
         assert_eq!(judged[0].label, "spec");
         assert!(!judged[0].evaluation.findings[0].pos.is_known());
-        // A field's size is that of its compact JSON, lists and empty collections included.
+        // A field's size is what it spans in the object's JSON, escapes included.
         let spec = json!({"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}},
-            "tags": [{"name": "a"}, 1, true, null, [], {}]});
+            "info": {"description": "\"quoted\" and \u{e9}"}});
         let cr = json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
             "metadata": {"name": "h", "namespace": "n"}, "spec": spec});
         assert_eq!(
             judge_json(&cr, &ExtractConfig::default())[0].bytes,
             spec.to_string().len()
         );
+    }
+
+    #[test]
+    fn a_field_without_json_source_is_measured_as_compact_json() {
+        // Lists, empty collections and every kind of scalar.
+        let spec = json!({"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}},
+            "tags": [{"name": "a"}, 1, true, null, [], {}]});
+        let stream = from_json(&spec, &Limits::default()).unwrap();
+        let root = stream.roots().next().unwrap();
+        assert_eq!(root.json_source_len(), None);
+        assert_eq!(json_size(root), spec.to_string().len());
     }
 
     #[test]

@@ -107,6 +107,7 @@ impl<'a> Builder<'a> {
                 items: Vec::with_capacity(nodes / 8),
                 source: text,
                 positions,
+                json: matches!(syntax, Syntax::Json),
                 owned: String::new(),
                 lines: Default::default(),
                 shared: false,
