@@ -655,6 +655,20 @@ mod tests {
     }
 
     #[test]
+    fn a_custom_resource_is_measured_by_its_bytes_in_the_review() {
+        // Pretty-printed, as captured from the API server.
+        let body = include_str!("../../tests/fixtures/admission/asyncapi-cr-create.json");
+        let member = |text: &'static str, key: &str| -> &'static str {
+            let members: std::collections::HashMap<&str, &serde_json::value::RawValue> =
+                serde_json::from_str(text).unwrap();
+            members[key].get()
+        };
+        let spec = member(member(member(body, "request"), "object"), "spec");
+        let (_, outcome) = review(&active(), body.as_bytes(), &RequestOptions::default());
+        assert_eq!(outcome.document_bytes, [spec.len()]);
+    }
+
+    #[test]
     fn the_old_object_is_not_read_and_request_members_are_checked() {
         let mut update: Value =
             serde_json::from_slice(&config_map_review("UPDATE", SECURE)).unwrap();
