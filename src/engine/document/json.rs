@@ -87,6 +87,36 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// Just past the closing quote of the string whose opening quote is at `at`; `None` when
+/// there is no string there or it is not closed.
+pub(crate) fn string_end(bytes: &[u8], at: usize) -> Option<usize> {
+    if bytes.get(at) != Some(&b'"') {
+        return None;
+    }
+    let mut from = at + 1;
+    loop {
+        from += memchr::memchr2(b'"', b'\\', bytes.get(from..)?)?;
+        match bytes.get(from) {
+            Some(b'"') => return Some(from + 1),
+            // An escape: the byte after the backslash is never the closing quote.
+            _ => from += 2,
+        }
+    }
+}
+
+/// Just past `count` closing brackets from `at`, with whitespace before each; `None` when
+/// something else comes first.
+pub(crate) fn past_closers(bytes: &[u8], mut at: usize, count: usize) -> Option<usize> {
+    for _ in 0..count {
+        at += bytes.get(at..)?.iter().take_while(|&&b| is_ws(b)).count();
+        match bytes.get(at) {
+            Some(b'}' | b']') => at += 1,
+            _ => return None,
+        }
+    }
+    Some(at)
+}
+
 struct JsonParser<'a, 's> {
     text: &'a str,
     bytes: &'a [u8],
@@ -279,20 +309,10 @@ impl<'a> JsonParser<'a, '_> {
         while let Some(b) = self.peek() {
             match b {
                 b'"' => {
-                    let mut from = self.i + 1;
-                    loop {
-                        let Some(len) = memchr::memchr2(b'"', b'\\', &self.bytes[from..]) else {
-                            return Err(self.error(self.i, "unterminated string"));
-                        };
-                        if self.bytes[from + len] == b'"' {
-                            self.i = from + len + 1;
-                            break;
-                        }
-                        from += len + 2;
-                        if from > self.bytes.len() {
-                            return Err(self.error(self.i, "unterminated string"));
-                        }
-                    }
+                    let Some(end) = string_end(self.bytes, self.i) else {
+                        return Err(self.error(self.i, "unterminated string"));
+                    };
+                    self.i = end;
                     if depth == 0 {
                         return Ok(());
                     }

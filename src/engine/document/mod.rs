@@ -439,22 +439,6 @@ impl fmt::Debug for NodeRef<'_> {
     }
 }
 
-/// Where the JSON string whose opening quote is at `at` ends: just past its closing quote.
-fn json_string_end(source: &[u8], at: usize) -> Option<usize> {
-    if source.get(at) != Some(&b'"') {
-        return None;
-    }
-    let mut i = at + 1;
-    loop {
-        i += memchr::memchr2(b'"', b'\\', source.get(i..)?)?;
-        match source.get(i) {
-            Some(b'"') => return Some(i + 1),
-            // An escape: the byte after the backslash is never the closing quote.
-            _ => i += 2,
-        }
-    }
-}
-
 /// A key's first eight bytes, zero-padded, as a number: equal keys have equal prefixes,
 /// and most different keys different ones. Big-endian, so that prefixes order keys as
 /// their bytes do (`key_order` is then in key order, which is easier to read in a
@@ -573,44 +557,29 @@ impl<'d> NodeRef<'d> {
         }
         let source = self.tree.source.as_bytes();
         let start = self.at().get()?;
+        // The collections gone down into, each closed by a bracket after the last scalar.
         let mut open = 0;
         let mut last = *self;
-        let mut end = loop {
-            match last.raw().slot {
-                Slot::Map(_) => match last.stored_entries().last() {
-                    Some(entry) => last = last.child(entry.value),
-                    None => break last.at().get()? + 1,
-                },
-                Slot::Seq(_) => match last.item_ids().last() {
-                    Some(&item) => last = last.child(item),
-                    None => break last.at().get()? + 1,
-                },
+        let end = loop {
+            let child = match last.raw().slot {
+                Slot::Map(_) => last.stored_entries().last().map(|entry| entry.value),
+                Slot::Seq(_) => last.item_ids().last().copied(),
                 Slot::Scalar(_, ScalarKind::Str) => {
-                    break json_string_end(source, last.at().get()?)?;
+                    break json::string_end(source, last.at().get()?)?;
                 }
                 // Numbers and literals are kept as written.
                 Slot::Scalar(..) => {
                     break last.at().get()? + last.scalar_text().unwrap_or("null").len();
                 }
-            }
+            };
             open += 1;
+            match child {
+                Some(child) => last = last.child(child),
+                // Empty: its opening bracket, then its closing one below.
+                None => break last.at().get()? + 1,
+            }
         };
-        // An empty collection was counted by its opening bracket alone.
-        if !matches!(last.raw().slot, Slot::Scalar(..)) {
-            open += 1;
-        }
-        for _ in 0..open {
-            end += source
-                .get(end..)?
-                .iter()
-                .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-                .count();
-            match source.get(end) {
-                Some(b'}' | b']') => end += 1,
-                _ => return None,
-            }
-        }
-        end.checked_sub(start)
+        json::past_closers(source, end, open)?.checked_sub(start)
     }
 
     fn stored_entries(&self) -> &'d [StoredEntry] {
