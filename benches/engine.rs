@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use asyncapi_guard::audit::{Audited, asyncapi_resource};
 use asyncapi_guard::engine::{Engine, Overrides};
-use asyncapi_guard::kubernetes::extract::ExtractConfig;
+use asyncapi_guard::kubernetes::exceptions::ExceptionSet;
 use asyncapi_guard::kubernetes::raw_object::RawObject;
+use asyncapi_guard::service::state::ActiveConfig;
+use k8s_openapi::jiff::Timestamp;
 mod generated;
 #[path = "../tests/common/hostile.rs"]
 mod hostile;
@@ -92,18 +94,20 @@ fn generated(c: &mut Criterion) {
         .to_string();
         group.throughput(Throughput::Bytes(object.len() as u64));
         // Made once, as the audit makes them once for all its objects.
-        let (kubernetes, resource, labels) = (
-            ExtractConfig::default(),
+        let (active, exceptions, resource, labels) = (
+            ActiveConfig::default(),
+            ExceptionSet::default(),
             asyncapi_resource(),
             Default::default(),
         );
+        let judge = active.judge(&exceptions, Timestamp::UNIX_EPOCH);
         group.bench_with_input(
             BenchmarkId::new("audit a custom resource", name),
             &object,
             |b, object| {
                 b.iter(|| {
                     let object = RawObject::from_json(object).unwrap();
-                    Audited::judge(&engine, &kubernetes, &resource, &object, &labels)
+                    Audited::judge(&judge, &resource, &object, &labels)
                 })
             },
         );

@@ -14,6 +14,7 @@ use crate::engine::document::{NodeRef, Pos};
 use crate::engine::finding::{Mode, RuleId};
 use crate::engine::policy::Policy;
 use crate::engine::production::ProductionSelector;
+use crate::kubernetes::exceptions::ExceptionPolicy;
 use crate::kubernetes::extract::{CR_GROUP, CR_KIND, ExtractConfig};
 
 /// A validated configuration.
@@ -21,6 +22,7 @@ use crate::kubernetes::extract::{CR_GROUP, CR_KIND, ExtractConfig};
 pub struct Config {
     pub policy: Policy,
     pub kubernetes: ExtractConfig,
+    pub exceptions: ExceptionPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,16 @@ struct File {
     limits: LimitsFile,
     #[serde(default)]
     kubernetes: ExtractConfig,
+    #[serde(default)]
+    exceptions: ExceptionsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExceptionsFile {
+    namespaces: Option<Vec<String>>,
+    max_duration: Option<String>,
+    warn_before: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -292,6 +304,7 @@ impl Reader<'_> {
             ));
         }
 
+        let exceptions = self.exceptions(&file.exceptions)?;
         Ok(Config {
             policy: Policy {
                 mode: file.mode,
@@ -300,7 +313,38 @@ impl Reader<'_> {
                 limits,
             },
             kubernetes: file.kubernetes,
+            exceptions,
         })
+    }
+
+    fn exceptions(&self, file: &ExceptionsFile) -> Result<ExceptionPolicy, ConfigError> {
+        let defaults = ExceptionPolicy::default();
+        let duration = |field: &str, text: &Option<String>, default| match text {
+            None => Ok(default),
+            Some(text) => humantime::parse_duration(text)
+                .map_err(|e| {
+                    self.invalid(
+                        &format!("exceptions.{field}"),
+                        format!("\"{text}\" is not a duration such as 90d or 336h: {e}"),
+                    )
+                })
+                .and_then(|d| {
+                    if d.is_zero() {
+                        Err(self.invalid(&format!("exceptions.{field}"), "must be more than 0"))
+                    } else {
+                        Ok(d)
+                    }
+                }),
+        };
+        let policy = ExceptionPolicy {
+            namespaces: file.namespaces.clone().unwrap_or(defaults.namespaces),
+            max_duration: duration("maxDuration", &file.max_duration, defaults.max_duration)?,
+            warn_before: duration("warnBefore", &file.warn_before, defaults.warn_before)?,
+        };
+        if let Some(i) = policy.namespaces.iter().position(String::is_empty) {
+            return Err(self.invalid(&format!("exceptions.namespaces[{i}]"), "must not be empty"));
+        }
+        Ok(policy)
     }
 }
 
@@ -370,6 +414,26 @@ mod tests {
         assert_eq!(config.policy.limits.max_bytes, 1000);
         assert!(config.kubernetes.inspect_all_config_maps);
         assert_eq!(config.kubernetes.kinds[0].field, "/spec/asyncapi");
+        assert_eq!(config.exceptions, ExceptionPolicy::default());
+    }
+
+    #[test]
+    fn exceptions_count_where_and_as_long_as_configured() {
+        let config = parse(
+            "exceptions:\n  namespaces: [platform, asyncapi-guard]\n  maxDuration: 30d\n  warnBefore: 72h\n",
+        )
+        .unwrap();
+        assert_eq!(config.exceptions.namespaces, ["platform", "asyncapi-guard"]);
+        assert_eq!(
+            config.exceptions.max_duration,
+            std::time::Duration::from_secs(30 * 24 * 3600)
+        );
+        assert_eq!(
+            config.exceptions.warn_before,
+            std::time::Duration::from_secs(72 * 3600)
+        );
+        let none = parse("exceptions:\n  namespaces: []\n").unwrap();
+        assert!(none.exceptions.namespaces.is_empty());
     }
 
     #[test]
@@ -414,6 +478,10 @@ mod tests {
             (
                 "mode: [\n",
                 "config.yaml:1:7: YAML syntax error: unclosed bracket",
+            ),
+            (
+                "exceptions:\n  maxDuration: soon\n",
+                "config.yaml:2:3: exceptions.maxDuration: \"soon\" is not a duration",
             ),
             (
                 "a: 1\n---\nb: 2\n",

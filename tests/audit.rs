@@ -4,19 +4,15 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use asyncapi_guard::audit::controller::{AuditSettings, Auditor, audit_once};
 use asyncapi_guard::audit::list;
 use asyncapi_guard::audit::{asyncapi_resource, config_map_resource};
-use asyncapi_guard::engine::Engine;
-use asyncapi_guard::kubernetes::extract::ExtractConfig;
 use asyncapi_guard::kubernetes::raw_object::RawObject;
 use asyncapi_guard::service::Shared as AppState;
 use asyncapi_guard::service::metrics::Metrics;
-use asyncapi_guard::service::state::{ActiveConfig, Health};
+use asyncapi_guard::service::state::ActiveConfig;
 use common::mock_api::{self, status};
 use http::Method;
 use serde_json::{Value, json};
@@ -43,17 +39,23 @@ fn list_page(kind: &str, items: Vec<Value>, next: Option<&str>) -> Value {
 #[tokio::test]
 async fn the_census_pages_through_lists_and_reports_what_it_could_not_list() {
     let (client, mut api) = mock_api::client("payments");
-    let task = tokio::spawn(async move {
-        list::census(
-            &client,
-            &Engine::default(),
-            &ExtractConfig::default(),
-            None,
-            2,
-        )
-        .await
-    });
-    // The namespaces' labels first: they choose the mode, as they choose the webhook entry.
+    let task =
+        tokio::spawn(async move { list::census(&client, &ActiveConfig::default(), None, 2).await });
+    // The exceptions first (none: the kind is not installed), then the namespaces' labels:
+    // they choose the mode, as they choose the webhook entry.
+    api.expect(
+        Method::GET,
+        "/apis/asyncapi-guard.io/v1alpha1/asyncapiexceptions?",
+    )
+    .await
+    .respond(
+        404,
+        status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+    );
     let namespaces = api.expect(Method::GET, "/api/v1/namespaces?").await;
     assert!(namespaces.uri.contains("limit=2"), "{}", namespaces.uri);
     namespaces.respond(
@@ -115,7 +117,7 @@ async fn the_census_pages_through_lists_and_reports_what_it_could_not_list() {
     let found: Vec<(String, bool, bool)> = census
         .audited
         .iter()
-        .map(|a| (a.id.to_string(), a.guarded, a.compliant()))
+        .map(|a| (a.id.to_string(), a.guarded(), a.compliant()))
         .collect();
     assert_eq!(
         found,
@@ -137,11 +139,7 @@ async fn the_census_pages_through_lists_and_reports_what_it_could_not_list() {
 }
 
 fn state() -> AppState {
-    AppState {
-        config: Arc::new(ArcSwap::from_pointee(ActiveConfig::default())),
-        metrics: Arc::new(Metrics::default()),
-        health: Arc::new(Health::default()),
-    }
+    AppState::default()
 }
 
 fn resource(status: Option<Value>) -> RawObject {

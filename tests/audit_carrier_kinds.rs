@@ -11,7 +11,6 @@ use std::time::Duration;
 use asyncapi_guard::audit::controller::AuditSettings;
 use asyncapi_guard::audit::list::{Census, census};
 use asyncapi_guard::config::Config;
-use asyncapi_guard::engine::Engine;
 use asyncapi_guard::kubernetes::extract::{CarrierKind, ExtractConfig};
 use asyncapi_guard::service::Shared;
 use asyncapi_guard::service::state::ActiveConfig;
@@ -96,15 +95,13 @@ async fn audit(api: &FakeApi, namespace: Option<&str>) -> Census {
 }
 
 async fn audit_with(api: &FakeApi, kubernetes: &ExtractConfig, namespace: Option<&str>) -> Census {
-    census(
-        &api.client("default"),
-        &Engine::default(),
-        kubernetes,
-        namespace,
-        100,
-    )
-    .await
-    .unwrap()
+    let config = ActiveConfig::from(Config {
+        kubernetes: kubernetes.clone(),
+        ..Config::default()
+    });
+    census(&api.client("default"), &config, namespace, 100)
+        .await
+        .unwrap()
 }
 
 fn audited_paths(census: &Census) -> Vec<String> {
@@ -137,7 +134,7 @@ async fn the_cli_audit_judges_the_configured_carrier_kinds_and_says_which_it_cou
         .unwrap();
     assert_eq!(orders.id.group, GROUP);
     assert_eq!(orders.api_version, format!("{GROUP}/v1"));
-    assert!(orders.guarded, "admission judges every carrier object");
+    assert!(orders.guarded(), "admission judges every carrier object");
     assert!(!orders.compliant());
     assert!(
         orders.denial().unwrap().contains("server-security-missing"),
@@ -228,14 +225,11 @@ async fn an_api_server_that_fails_discovery_fails_the_cli_audit() {
         503,
         "ServiceUnavailable",
     );
-    let result = census(
-        &api.client("default"),
-        &Engine::default(),
-        &carriers(),
-        None,
-        100,
-    )
-    .await;
+    let config = ActiveConfig::from(Config {
+        kubernetes: carriers(),
+        ..Config::default()
+    });
+    let result = census(&api.client("default"), &config, None, 100).await;
     assert!(
         result.is_err(),
         "a half audit must not look like a clean one"

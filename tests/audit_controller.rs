@@ -66,7 +66,7 @@ async fn the_cli_audit_judges_each_namespace_as_admission_does() {
     let mut seen: Vec<(String, Mode, bool)> = census
         .audited
         .iter()
-        .map(|a| (a.id.namespace.clone().unwrap(), a.mode, a.compliant()))
+        .map(|a| (a.id.namespace.clone().unwrap(), a.mode(), a.compliant()))
         .collect();
     seen.sort();
     assert_eq!(

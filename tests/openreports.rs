@@ -8,8 +8,9 @@ use std::process::Command;
 
 use asyncapi_guard::audit::list::census;
 use asyncapi_guard::audit::reports::{ObjectResults, render_stream, reports_of};
-use asyncapi_guard::engine::Engine;
+use asyncapi_guard::config::Config;
 use asyncapi_guard::kubernetes::extract::{CarrierKind, ExtractConfig};
+use asyncapi_guard::service::state::ActiveConfig;
 use common::fake_api::{self, FakeApi};
 use serde_json::json;
 
@@ -91,14 +92,11 @@ fn openreports_validate_against_the_crd() {
     };
     let census = runtime
         .block_on(async {
-            census(
-                &api.client("default"),
-                &Engine::default(),
-                &carriers,
-                None,
-                100,
-            )
-            .await
+            let config = ActiveConfig::from(Config {
+                kubernetes: carriers,
+                ..Config::default()
+            });
+            census(&api.client("default"), &config, None, 100).await
         })
         .unwrap();
     let objects: Vec<ObjectResults> = census.audited.iter().map(ObjectResults::of).collect();

@@ -10,8 +10,10 @@ use std::sync::OnceLock;
 use asyncapi_guard::audit::{Audited, asyncapi_resource};
 use asyncapi_guard::engine::finding::Finding;
 use asyncapi_guard::engine::{Engine, Evaluation, Overrides};
-use asyncapi_guard::kubernetes::extract::ExtractConfig;
+use asyncapi_guard::kubernetes::exceptions::ExceptionSet;
 use asyncapi_guard::kubernetes::raw_object::RawObject;
+use asyncapi_guard::service::state::ActiveConfig;
+use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -201,9 +203,12 @@ fn as_custom_resource(engine: &Engine, spec: &Value) -> Evaluation {
         "apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
         "metadata": {"name": "orders", "namespace": "payments"}, "spec": spec});
     let object = RawObject::from_json(&object.to_string()).unwrap();
+    let active = ActiveConfig {
+        engine: engine.clone(),
+        ..ActiveConfig::default()
+    };
     let audited = Audited::judge(
-        engine,
-        &ExtractConfig::default(),
+        &active.judge(&ExceptionSet::default(), Timestamp::UNIX_EPOCH),
         &asyncapi_resource(),
         &object,
         &Default::default(),

@@ -394,9 +394,9 @@ impl Auditor {
         object: &RawObject,
     ) {
         let namespace_labels = self.namespaces.of(object.namespace().as_deref());
+        let exceptions = self.state.exceptions.load();
         let audited = Audited::judge(
-            &config.engine,
-            &config.kubernetes,
+            &config.judge(&exceptions, Timestamp::now()),
             resource,
             object,
             namespace_labels,
@@ -406,7 +406,7 @@ impl Auditor {
         if let Some(reports) = &mut self.reports
             && audited.carries_documents()
         {
-            if audited.guarded {
+            if audited.guarded() {
                 reports.put(ObjectResults::of(&audited));
             } else {
                 reports.remove(audited.id.namespace.as_deref().unwrap_or_default(), &key.1);

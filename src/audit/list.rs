@@ -2,14 +2,15 @@
 //! as it comes so that memory holds verdicts, not every ConfigMap.
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, ApiResource, ListParams, ResourceExt};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, ResourceExt};
 
 use super::resources::audited_resources;
 use super::{Audited, NamespaceLabels};
-use crate::engine::Engine;
-use crate::kubernetes::extract::ExtractConfig;
+use crate::kubernetes::exceptions::{Exception, ExceptionSet, exception_resource};
 use crate::kubernetes::raw_object::RawObject;
+use crate::service::state::ActiveConfig;
 
 /// What one audit found, and what it could not look at.
 #[derive(Debug, Default)]
@@ -79,16 +80,52 @@ pub async fn namespace_labels(
     }
 }
 
+/// Every `AsyncAPIException` of the cluster, page by page; `None` when the kind is not
+/// installed (no exception can exist then).
+pub async fn exceptions(
+    client: &Client,
+    page_size: u32,
+) -> Result<Option<ExceptionSet>, kube::Error> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &exception_resource());
+    let mut params = ListParams::default().limit(page_size);
+    let mut found = Vec::new();
+    loop {
+        let page = match api.list(&params).await {
+            Ok(page) => page,
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        found.extend(page.items.iter().map(Exception::from_dynamic));
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(Some(ExceptionSet::new(found))),
+        }
+    }
+}
+
 /// ConfigMaps (labelled ones, and unlabelled ones that hold AsyncAPI), AsyncAPI resources
-/// and the configured carrier kinds, each object judged as admission would in its namespace.
+/// and the configured carrier kinds, each object judged as admission would in its namespace,
+/// with the cluster's exceptions, now.
 pub async fn census(
     client: &Client,
-    engine: &Engine,
-    kubernetes: &ExtractConfig,
+    config: &ActiveConfig,
     namespace: Option<&str>,
     page_size: u32,
 ) -> Result<Census, kube::Error> {
     let mut census = Census::default();
+    let kubernetes = &config.kubernetes;
+    let exceptions = match exceptions(client, page_size).await {
+        Ok(found) => found.unwrap_or_default(),
+        Err(kube::Error::Api(status)) if status.code == 403 => {
+            census.skipped.push(format!(
+                "asyncapiexceptions: {} ({}); findings an exception may cover are reported as violations",
+                status.message, status.code
+            ));
+            ExceptionSet::default()
+        }
+        Err(e) => return Err(e),
+    };
+    let judge = config.judge(&exceptions, Timestamp::now());
     let labels = match namespace_labels(client, namespace, page_size).await {
         Ok(labels) => labels,
         // Without them every namespace gets the default mode; say so rather than stop.
@@ -114,7 +151,7 @@ pub async fn census(
         let resource = &audited.resource;
         let judge = |object: &RawObject| {
             let namespace_labels = labels.of(object.namespace().as_deref());
-            Audited::judge(engine, kubernetes, resource, object, namespace_labels)
+            Audited::judge(&judge, resource, object, namespace_labels)
         };
         match audit_resource(client, resource, namespace, page_size, judge, &mut census).await {
             Ok(()) => {}

@@ -21,14 +21,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Resource;
 use kube::api::ApiResource;
 
-use crate::engine::Engine;
 use crate::engine::document::json;
 use crate::engine::finding::{Finding, Mode};
-use crate::kubernetes::extract::{
-    CR_GROUP, CR_KIND, CR_PLURAL, CR_VERSION, DocumentLabel, ExtractConfig, ObjectId,
-};
+use crate::kubernetes::extract::{CR_GROUP, CR_KIND, CR_PLURAL, CR_VERSION, ObjectId};
 use crate::kubernetes::raw_object::RawObject;
-use crate::kubernetes::{JudgedDocument, judge_object, object_limits};
+use crate::kubernetes::verdict::{self, Coverage, Judge, Scope, Subject};
+use crate::kubernetes::{JudgedDocument, object_limits};
 use crate::report::DocumentReport;
 use crate::report::admission::{Judged, denial_message};
 
@@ -80,22 +78,19 @@ pub struct Audited {
     /// For reports that name the object: `v1`, `asyncapi-guard.io/v1alpha1`.
     pub api_version: String,
     pub uid: String,
-    /// Opted in (a labelled ConfigMap, an AsyncAPI resource), so admission judges it too.
-    pub guarded: bool,
-    /// The mode admission applies in its namespace.
-    pub mode: Mode,
+    /// Whether admission judges it, and in which mode ([`verdict::coverage`]).
+    pub coverage: Coverage,
     pub documents: Vec<JudgedDocument>,
 }
 
 impl Audited {
-    /// Judges `object` of kind `resource` as admission would in its namespace (labelled
-    /// `namespace_labels`): in the mode the labels choose, and not at all where admission
-    /// does not look (an excluded namespace, `mode=off`, a ConfigMap labelled `false`). A
-    /// ConfigMap without the label is searched for keys that hold AsyncAPI documents,
-    /// whatever the installation's admission settings: those are the "unguarded" ones.
+    /// Judges `object` of kind `resource` exactly as admission would in its namespace
+    /// (labelled `namespace_labels`), through the one decision admission takes
+    /// ([`verdict::judge`]). A ConfigMap admission never sees (unlabelled, where not every
+    /// ConfigMap is inspected) is still searched for keys that hold AsyncAPI: those are the
+    /// "unguarded" ones.
     pub fn judge(
-        engine: &Engine,
-        kubernetes: &ExtractConfig,
+        judge: &Judge<'_>,
         resource: &ApiResource,
         object: &RawObject,
         namespace_labels: &BTreeMap<String, String>,
@@ -107,74 +102,73 @@ impl Audited {
             namespace: meta.namespace.clone(),
             name: meta.name.clone().unwrap_or_default(),
         };
-        let label = DocumentLabel::of(meta);
-        let overrides = kubernetes
-            .namespaces
-            .overrides_for(id.namespace.as_deref(), namespace_labels);
-        let Some(overrides) = overrides.filter(|_| {
-            // Opted out on purpose: neither admission nor the audit judges it.
-            !(id.is_config_map() && label == DocumentLabel::OptedOut)
-        }) else {
-            return Audited {
-                id,
-                api_version: resource.api_version.clone(),
-                uid: meta.uid.clone().unwrap_or_default(),
-                guarded: false,
-                mode: Mode::Off,
-                documents: Vec::new(),
-            };
+        let audited = |coverage, documents| Audited {
+            id: id.clone(),
+            api_version: resource.api_version.clone(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            coverage,
+            documents,
         };
-        let guarded = !id.is_config_map() || label == DocumentLabel::OptedIn;
-        let search_all;
-        let extract = if guarded {
-            kubernetes
-        } else {
-            search_all = ExtractConfig {
-                inspect_all_config_maps: true,
-                ..kubernetes.clone()
-            };
-            &search_all
+        let scope = Scope::Labels(namespace_labels);
+        // Decided first, so that what is skipped is not even read.
+        let coverage = verdict::coverage(judge.config, &id, meta, scope);
+        let Some(overrides) = coverage.overrides() else {
+            return audited(coverage, Vec::new());
         };
         // Read as the webhook reads the object of a review: the engine's JSON reader, under
         // the limits of a whole object, without positions (nobody wrote this JSON line by
         // line). Its metadata was decoded already, to the fields that are read
         // (`managedFields` stepped over: it is not judged, and it can be large), and is put
         // in the tree only for a carrier whose document is in it (an annotation).
-        let text = if extract.reads_metadata(&id) {
+        let text = if judge.config.reads_metadata(&id) {
             object.body_with_metadata().map(Cow::Owned)
         } else {
             Ok(Cow::Borrowed(object.body()))
         };
+        let limits = object_limits(judge.engine);
         let read = match &text {
-            Ok(text) => json::parse(text, &object_limits(engine), false).map_err(|e| e.to_string()),
+            Ok(text) => json::parse(text, &limits, false).map_err(|e| e.to_string()),
             Err(error) => Err(error.to_string()),
         };
-        let documents = match read {
+        match read {
+            // No memo: the audit re-judges on purpose (a changed configuration).
             Ok(stream) => match stream.roots().next() {
-                // No memo: the audit re-judges on purpose (a changed configuration).
-                Some(body) => judge_object(engine, None, &id, meta, body, extract, &overrides),
-                None => Vec::new(),
+                Some(body) => {
+                    let subject = Subject {
+                        id: &id,
+                        meta,
+                        body,
+                    };
+                    let verdict = verdict::judge(judge, None, subject, scope);
+                    audited(verdict.coverage, verdict.documents)
+                }
+                None => audited(coverage, Vec::new()),
             },
             // Too deep to read: admission would refuse it too.
-            Err(error) => vec![JudgedDocument {
-                locator: String::new(),
-                label: id.kind.clone(),
-                bytes: 0,
-                memo: None,
-                evaluation: engine.evaluate_unreadable(
-                    &format!("the object cannot be read: {error}"),
-                    &overrides,
-                ),
-            }],
-        };
-        Audited {
-            id,
-            api_version: resource.api_version.clone(),
-            uid: meta.uid.clone().unwrap_or_default(),
-            guarded,
-            mode: overrides.mode,
-            documents,
+            Err(error) => audited(
+                coverage,
+                vec![JudgedDocument {
+                    locator: String::new(),
+                    label: id.kind.clone(),
+                    bytes: 0,
+                    memo: None,
+                    evaluation: judge.engine.evaluate_unreadable(
+                        &format!("the object cannot be read: {error}"),
+                        &overrides,
+                    ),
+                }],
+            ),
         }
+    }
+
+    /// Admission judges it.
+    pub fn guarded(&self) -> bool {
+        self.coverage.is_guarded()
+    }
+
+    /// The mode admission applies in its namespace; `off` when it is not judged.
+    pub fn mode(&self) -> Mode {
+        self.coverage.overrides().map_or(Mode::Off, |o| o.mode)
     }
 
     /// Whether it carries an AsyncAPI document at all.
@@ -182,22 +176,25 @@ impl Audited {
         !self.documents.is_empty()
     }
 
-    /// Compliant when no document has a finding the policy enforces.
+    /// Compliant when no document has a finding that denies (enforced, and not covered by
+    /// an exception).
     pub fn compliant(&self) -> bool {
         self.documents.iter().all(|d| d.evaluation.allowed())
     }
 
-    /// The enforced findings, by document label.
+    /// The findings that deny, by document label.
     pub fn violations(&self) -> impl Iterator<Item = (&str, &Finding)> {
-        self.documents
-            .iter()
-            .flat_map(|d| {
-                d.evaluation
-                    .findings
-                    .iter()
-                    .map(move |f| (d.label.as_str(), f))
-            })
-            .filter(|(_, f)| f.mode == Mode::Enforce)
+        self.findings().filter(|(_, f)| f.denies())
+    }
+
+    /// Every finding, by document label.
+    pub fn findings(&self) -> impl Iterator<Item = (&str, &Finding)> {
+        self.documents.iter().flat_map(|d| {
+            d.evaluation
+                .findings
+                .iter()
+                .map(move |f| (d.label.as_str(), f))
+        })
     }
 
     /// The text admission would deny it with.
@@ -224,7 +221,7 @@ impl Audited {
                     artifact: file.clone(),
                     file,
                     embedded_at: None,
-                    unguarded: (!self.guarded).then(|| self.id.clone()),
+                    unguarded: (!self.guarded()).then(|| self.id.clone()),
                     evaluation: d.evaluation.clone(),
                 }
             })

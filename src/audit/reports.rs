@@ -2,7 +2,8 @@
 //! Policy Reporter and Kyverno's tooling read beside every other policy engine's results.
 //! One Report per namespace, and one `ClusterReport` for cluster-scoped objects (a carrier
 //! kind's), named `asyncapi-guard`: one result per finding (`fail` for
-//! enforce, `warn` for warn and audit mode), a `pass` per compliant object, and the counts.
+//! enforce, `warn` for warn and audit mode, `skip` for one an exception covers, naming it),
+//! a `pass` per compliant object, and the counts.
 //! Pure: built from the audit's per-object summaries, never by re-reading documents.
 
 use std::collections::BTreeMap;
@@ -47,6 +48,8 @@ pub struct FindingResult {
     pub pointer: String,
     pub line: u32,
     pub column: u32,
+    /// The exception that covers it (`namespace/name`) and its expiry.
+    pub exception: Option<(String, String)>,
 }
 
 impl ObjectResults {
@@ -57,9 +60,10 @@ impl ObjectResults {
             .flat_map(|d| d.evaluation.findings.iter().map(move |f| (d, f)))
             .filter_map(|(document, finding)| {
                 let result = match finding.mode {
+                    Mode::Off => return None,
+                    _ if finding.waiver.is_some() => "skip",
                     Mode::Enforce => "fail",
                     Mode::Warn | Mode::Audit => "warn",
-                    Mode::Off => return None,
                 };
                 Some(FindingResult {
                     rule: finding.rule.as_str(),
@@ -70,6 +74,10 @@ impl ObjectResults {
                     pointer: finding.path.clone(),
                     line: finding.pos.line,
                     column: finding.pos.column,
+                    exception: finding
+                        .waiver
+                        .as_deref()
+                        .map(|w| (w.by.clone(), w.expires.clone())),
                 })
             })
             .collect();
@@ -104,6 +112,10 @@ impl ObjectResults {
                 if f.line > 0 {
                     properties["line"] = json!(f.line.to_string());
                     properties["column"] = json!(f.column.to_string());
+                }
+                if let Some((by, expires)) = &f.exception {
+                    properties["exception"] = json!(by);
+                    properties["exceptionExpires"] = json!(expires);
                 }
                 json!({
                     "policy": NAME, "rule": f.rule, "result": f.result, "severity": f.severity,
@@ -232,14 +244,23 @@ mod tests {
             pointer: "/servers/production".into(),
             line: 4,
             column: 3,
+            exception: None,
         }
     }
 
     #[test]
     fn a_result_per_finding_a_pass_per_compliant_object_and_the_counts() {
+        let excepted = FindingResult {
+            exception: Some((
+                "asyncapi-guard/legacy".into(),
+                "2027-01-15T00:00:00Z".into(),
+            )),
+            ..finding("skip")
+        };
         let objects = [
             object("b-orders", vec![finding("fail"), finding("warn")]),
             object("a-billing", vec![]),
+            object("c-legacy", vec![excepted]),
         ];
         let report = namespace_report("payments", &objects);
         assert_eq!(report["kind"], "Report");
@@ -250,7 +271,7 @@ mod tests {
         );
         assert_eq!(
             report["summary"],
-            json!({"pass": 1, "fail": 1, "warn": 1, "error": 0, "skip": 0})
+            json!({"pass": 1, "fail": 1, "warn": 1, "error": 0, "skip": 1})
         );
         let results = report["results"].as_array().unwrap();
         // Sorted by object: a-billing's pass first.
@@ -260,8 +281,18 @@ mod tests {
         assert_eq!(results[1]["severity"], "high");
         assert_eq!(results[1]["properties"]["line"], "4");
         assert_eq!(results[1]["resources"][0]["uid"], "uid-b-orders");
+        // An excepted finding is skipped, and names its exception.
+        assert_eq!(results[3]["result"], "skip");
+        assert_eq!(
+            results[3]["properties"]["exception"],
+            "asyncapi-guard/legacy"
+        );
+        assert_eq!(
+            results[3]["properties"]["exceptionExpires"],
+            "2027-01-15T00:00:00Z"
+        );
         // The same objects in another order: the same Report.
-        let reversed = [objects[1].clone(), objects[0].clone()];
+        let reversed = [objects[2].clone(), objects[1].clone(), objects[0].clone()];
         assert!(same_content(
             &report,
             &namespace_report("payments", &reversed)

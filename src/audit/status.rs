@@ -28,7 +28,7 @@ pub fn desired_condition(
                 .iter()
                 .map(|d| d.evaluation.findings.len())
                 .sum();
-            let mode = match audited.mode {
+            let mode = match audited.mode() {
                 Mode::Enforce => String::new(),
                 other => format!(" (its namespace is in {other} mode)"),
             };
@@ -73,13 +73,13 @@ pub fn desired_condition(
 /// non-compliant one, or a ConfigMap that carries AsyncAPI without the label (admission never
 /// sees it). `None` for a compliant, guarded one.
 pub fn object_event(audited: &Audited) -> Option<Event> {
-    if !audited.carries_documents() || (audited.guarded && audited.compliant()) {
+    if !audited.carries_documents() || (audited.guarded() && audited.compliant()) {
         return None;
     }
     let first_line = audited
         .denial()
         .and_then(|text| text.lines().next().map(str::to_owned));
-    let (reason, note) = match (audited.guarded, first_line) {
+    let (reason, note) = match (audited.guarded(), first_line) {
         (true, Some(line)) => ("NonCompliant", line),
         (true, None) => return None,
         (false, line) => (
@@ -117,8 +117,9 @@ mod tests {
     use super::*;
     use crate::audit::{Audited, asyncapi_resource, config_map_resource};
     use crate::engine::Engine;
-    use crate::kubernetes::extract::ExtractConfig;
+    use crate::kubernetes::exceptions::ExceptionSet;
     use crate::kubernetes::raw_object::RawObject;
+    use crate::service::state::ActiveConfig;
 
     const INSECURE: &str =
         "asyncapi: 3.0.0\nservers:\n  production:\n    host: x\n    protocol: amqp\n";
@@ -139,9 +140,9 @@ mod tests {
             .to_string(),
         )
         .unwrap();
+        let active = ActiveConfig::default();
         Audited::judge(
-            &Engine::default(),
-            &ExtractConfig::default(),
+            &active.judge(&ExceptionSet::default(), now()),
             &asyncapi_resource(),
             &object,
             &Default::default(),
@@ -162,9 +163,9 @@ mod tests {
             .to_string(),
         )
         .unwrap();
+        let active = ActiveConfig::default();
         Audited::judge(
-            &Engine::default(),
-            &ExtractConfig::default(),
+            &active.judge(&ExceptionSet::default(), now()),
             &config_map_resource(),
             &object,
             &Default::default(),
@@ -252,7 +253,7 @@ mod tests {
     #[test]
     fn unguarded_config_maps_are_searched_for_asyncapi_keys() {
         let audited = config_map(INSECURE, false);
-        assert!(!audited.guarded);
+        assert!(!audited.guarded());
         assert_eq!(
             audited.documents.len(),
             1,

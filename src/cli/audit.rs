@@ -11,8 +11,8 @@ use clap::Args;
 use crate::audit::list;
 use crate::audit::reports::{ObjectResults, render_stream, reports_of};
 use crate::config::Config;
-use crate::engine::Engine;
 use crate::report::{self, DocumentReport, Format};
+use crate::service::state::ActiveConfig;
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -81,7 +81,7 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Config::load_or_defaults(path)?,
         None => Config::default(),
     };
-    let engine = Engine::new(config.policy);
+    let config = ActiveConfig::from(config);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -92,15 +92,9 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             (Some(ns), false) => Some(ns.clone()),
             (None, false) => Some(client.default_namespace().to_owned()),
         };
-        list::census(
-            &client,
-            &engine,
-            &config.kubernetes,
-            namespace.as_deref(),
-            args.page_size,
-        )
-        .await
-        .context("cannot list the cluster's objects")
+        list::census(&client, &config, namespace.as_deref(), args.page_size)
+            .await
+            .context("cannot list the cluster's objects")
     })?;
     for skipped in &census.skipped {
         eprintln!("asyncapi-guard: not audited: {skipped}");
@@ -115,7 +109,7 @@ pub fn run(args: &AuditArgs) -> anyhow::Result<ExitCode> {
             let objects: Vec<ObjectResults> = census
                 .audited
                 .iter()
-                .filter(|a| a.guarded)
+                .filter(|a| a.guarded())
                 .map(ObjectResults::of)
                 .collect();
             render_stream(&reports_of(&objects))

@@ -7,11 +7,17 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{ArgAction, Args};
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+
 use super::manifest;
 use super::manifest::ManifestCheck;
 use crate::config::Config;
-use crate::engine::{Engine, Overrides};
+use crate::kubernetes::exceptions::{Exception, ExceptionSet};
+use crate::kubernetes::namespaces::PRODUCTION_LABEL;
 use crate::report::{self, DocumentReport, Format};
+use crate::service::state::ActiveConfig;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -29,6 +35,17 @@ pub struct CheckArgs {
     /// reported as unguarded: the webhook would let it through unjudged).
     #[arg(long, action = ArgAction::SetTrue, env = "ASYNCAPI_GUARD_LABELLED_ONLY")]
     pub labelled_only: bool,
+    /// AsyncAPIException manifests (files or directories) to apply, as the cluster would:
+    /// only those in a namespace the configuration allows (exceptions.namespaces), not
+    /// expired, within exceptions.maxDuration. Covered findings are reported as excepted and
+    /// do not fail the check.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "ASYNCAPI_GUARD_EXCEPTIONS_FROM",
+        value_delimiter = ','
+    )]
+    pub exceptions: Vec<String>,
     /// AsyncAPI documents or Kubernetes manifests; directories are searched for .yaml, .yml
     /// and .json files; `-` reads standard input.
     #[arg(required = true, value_name = "PATH")]
@@ -42,27 +59,26 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Config::load_or_defaults(path)?,
         None => Config::default(),
     };
-    let engine = Engine::new(config.policy);
-    let overrides = Overrides {
-        all_servers_production: args.all_servers_production,
-        ..Overrides::default()
+    let active = ActiveConfig::from(config);
+    // The namespace the manifests are meant for, as far as the flags say.
+    let mut namespace_labels = BTreeMap::new();
+    if args.all_servers_production {
+        namespace_labels.insert(PRODUCTION_LABEL.to_owned(), "all".to_owned());
+    }
+    let now = Timestamp::now();
+    let mut io_errors = 0;
+    let exceptions = load_exceptions(&active, &args.exceptions, now, &mut io_errors);
+    let check = ManifestCheck {
+        judge: active.judge(&exceptions, now),
+        namespace_labels: &namespace_labels,
+        labelled_only: args.labelled_only,
     };
 
-    let mut io_errors = 0;
     let mut reports = Vec::new();
     for input in &args.paths {
         for (name, bytes) in read_input(input) {
             match bytes {
-                Ok(bytes) => reports.extend(judge_file(
-                    &ManifestCheck {
-                        engine: &engine,
-                        config: &config.kubernetes,
-                        overrides: &overrides,
-                        labelled_only: args.labelled_only,
-                    },
-                    &name,
-                    &bytes,
-                )),
+                Ok(bytes) => reports.extend(judge_file(&check, &name, &bytes)),
                 Err(error) => {
                     io_errors += 1;
                     eprintln!("asyncapi-guard: {name}: {error:#}");
@@ -82,6 +98,45 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The exceptions in the files `paths` name. Those that do not count (another namespace,
+/// expired, too long, invalid) are left out and said on standard error, as the cluster
+/// says it in their status; a file that cannot be read is an I/O error.
+fn load_exceptions(
+    active: &ActiveConfig,
+    paths: &[String],
+    now: Timestamp,
+    io_errors: &mut usize,
+) -> ExceptionSet {
+    let limits = &active.engine.policy().limits;
+    let mut found: Vec<Exception> = Vec::new();
+    for input in paths {
+        for (name, bytes) in read_input(input) {
+            let loaded = bytes.and_then(|bytes| {
+                let text = crate::engine::document::check_bytes(&bytes, limits)?;
+                let stream = active.engine.load(text)?;
+                Ok(manifest::exceptions_in(&stream, limits.max_depth))
+            });
+            match loaded {
+                Ok(exceptions) => found.extend(exceptions),
+                Err(error) => {
+                    *io_errors += 1;
+                    eprintln!("asyncapi-guard: exceptions {name}: {error:#}");
+                }
+            }
+        }
+    }
+    for exception in &found {
+        let refusals = exception.refusals(&active.exceptions, &active.kubernetes, now);
+        for refusal in refusals {
+            eprintln!(
+                "asyncapi-guard: exception {} does not apply: {refusal}",
+                exception.by()
+            );
+        }
+    }
+    ExceptionSet::new(found)
 }
 
 /// The files an argument names, with their contents (or why they cannot be read).
@@ -124,7 +179,14 @@ fn has_document_extension(path: &Path) -> bool {
 
 /// One file: an AsyncAPI document, or a manifest whose objects carry documents.
 fn judge_file(check: &ManifestCheck<'_>, name: &str, bytes: &[u8]) -> Vec<DocumentReport> {
-    let (engine, overrides) = (check.engine, check.overrides);
+    let engine = check.judge.engine;
+    // A bare document stands in the namespace the flags describe.
+    let overrides = &check
+        .judge
+        .config
+        .namespaces
+        .overrides_for(None, check.namespace_labels)
+        .unwrap_or_default();
     let text = match crate::engine::document::check_bytes(bytes, &engine.policy().limits) {
         Ok(text) => text,
         Err(error) => {

@@ -1,11 +1,14 @@
-//! `check` on a file of Kubernetes objects: each document an object carries is one entry.
+//! `check` on a file of Kubernetes objects: each document an object carries is one entry,
+//! judged by the decision admission takes ([`verdict::judge`]).
 
-use crate::engine::document::NodeRef;
-use crate::engine::document::Stream;
+use std::collections::BTreeMap;
+
 use crate::engine::document::pointer;
-use crate::engine::{Engine, Overrides};
-use crate::kubernetes::extract::{self, Content, DocumentLabel, ExtractConfig};
-use crate::kubernetes::{identify, judge_carried};
+use crate::engine::document::value::to_json;
+use crate::engine::document::{NodeRef, Stream, Value};
+use crate::kubernetes::exceptions::{Exception, is_exception};
+use crate::kubernetes::identify;
+use crate::kubernetes::verdict::{self, Coverage, Judge, Scope, Subject};
 use crate::report::DocumentReport;
 
 /// A file is a manifest when its first document is an object with `apiVersion` and `kind`
@@ -26,10 +29,10 @@ pub fn is_manifest(stream: &Stream<'_>) -> bool {
 /// How a manifest is judged.
 #[derive(Debug, Clone, Copy)]
 pub struct ManifestCheck<'a> {
-    pub engine: &'a Engine,
-    pub config: &'a ExtractConfig,
-    pub overrides: &'a Overrides,
-    /// Admission's exact view: ConfigMaps without the opt-in label are not looked at. By
+    pub judge: Judge<'a>,
+    /// The labels of the namespace the objects are meant for (the flags give them).
+    pub namespace_labels: &'a BTreeMap<String, String>,
+    /// Admission's exact view: ConfigMaps admission does not see are not reported. By
     /// default they are, since the webhook will let them through unjudged: that is what a
     /// check before merge should catch.
     pub labelled_only: bool,
@@ -87,19 +90,22 @@ fn judge_one(
     fallback_name: &str,
     reports: &mut Vec<DocumentReport>,
 ) {
-    let ManifestCheck {
-        engine,
-        config,
-        overrides,
-        labelled_only,
-    } = *check;
-    let unreadable = |why: String| DocumentReport {
-        file: format!("{file}#{fallback_name}"),
-        label: format!("{file}#{fallback_name}"),
-        artifact: file.to_owned(),
-        embedded_at: Some(node.pos()),
-        unguarded: None,
-        evaluation: engine.evaluate_unreadable(&why, overrides),
+    let engine = check.judge.engine;
+    let unreadable = |why: String| {
+        let overrides = check
+            .judge
+            .config
+            .namespaces
+            .overrides_for(None, check.namespace_labels)
+            .unwrap_or_default();
+        DocumentReport {
+            file: format!("{file}#{fallback_name}"),
+            label: format!("{file}#{fallback_name}"),
+            artifact: file.to_owned(),
+            embedded_at: Some(node.pos()),
+            unguarded: None,
+            evaluation: engine.evaluate_unreadable(&why, &overrides),
+        }
     };
     if !node.is_map() {
         return reports.push(unreadable(
@@ -116,31 +122,31 @@ fn judge_one(
         }
         Err(_) => return,
     };
-    // A ConfigMap the webhook will not judge (no label, and the installation does not
-    // inspect them all): its keys that hold AsyncAPI are judged here, and flagged.
-    let unguarded = !labelled_only
-        && id.is_config_map()
-        && !config.inspect_all_config_maps
-        && DocumentLabel::of(&meta) == DocumentLabel::Absent;
-    let search_all = ExtractConfig {
-        inspect_all_config_maps: true,
-        ..config.clone()
+    let subject = Subject {
+        id: &id,
+        meta: &meta,
+        body: node,
     };
-    let extract_config = if unguarded { &search_all } else { config };
-    for carried in extract::extract(&id, &meta, node, extract_config) {
-        let entry = format!("{file}#{}/{}", id.path(), carried.locator);
-        let structured = matches!(carried.content, Content::Field(_));
+    let verdict = verdict::judge(
+        &check.judge,
+        None,
+        subject,
+        Scope::Labels(check.namespace_labels),
+    );
+    let unguarded = matches!(verdict.coverage, Coverage::Unguarded(_));
+    if unguarded && check.labelled_only {
+        return;
+    }
+    for document in verdict.documents {
+        let entry = format!("{file}#{}/{}", id.path(), document.locator);
         // A structured field is part of this file: its findings have the file's positions.
-        let (evaluation, _) = judge_carried(engine, None, &carried, overrides);
-        let Some(evaluation) = evaluation else {
-            continue;
-        };
+        // Text (a ConfigMap key, a string field) has its own: SARIF points at its key.
+        let at = pointer::resolve(node, &format!("/{}", document.locator));
+        let structured = at.as_ref().is_some_and(|at| at.node.is_map());
         let embedded_at = if structured {
             None
         } else {
-            pointer::resolve(node, &format!("/{}", carried.locator))
-                .map(|key| key.pos())
-                .or(Some(node.pos()))
+            at.map(|key| key.pos()).or(Some(node.pos()))
         };
         reports.push(DocumentReport {
             label: if structured {
@@ -152,14 +158,44 @@ fn judge_one(
             artifact: file.to_owned(),
             embedded_at,
             unguarded: unguarded.then(|| id.clone()),
-            evaluation,
+            evaluation: document.evaluation,
         });
     }
+}
+
+/// The `AsyncAPIException` objects of a manifest (`List`s are opened); other objects are
+/// left alone. `max_depth` is the depth the manifest was loaded under.
+pub fn exceptions_in(stream: &Stream<'_>, max_depth: usize) -> Vec<Exception> {
+    let mut found = Vec::new();
+    let mut take = |node: NodeRef<'_>| {
+        let Ok((id, _)) = identify(node) else {
+            return;
+        };
+        if is_exception(&id.group, &id.kind)
+            && let Ok(object) = to_json(node, max_depth)
+        {
+            found.push(Exception::from_object(&object));
+        }
+    };
+    for (root, _) in &stream.documents {
+        let root = stream.tree.node(*root);
+        match root
+            .get("items")
+            .filter(|items| matches!(items.value(), Value::Seq(_)))
+        {
+            Some(items) => items.items().for_each(&mut take),
+            None if root.is_map() => take(root),
+            None => {}
+        }
+    }
+    found
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kubernetes::exceptions::ExceptionSet;
+    use crate::service::state::ActiveConfig;
 
     const MANIFEST: &str = "apiVersion: v1
 kind: ConfigMap
@@ -194,24 +230,16 @@ spec:
       protocol: amqp
 ";
 
-    static CONFIG: ExtractConfig = ExtractConfig {
-        inspect_all_config_maps: false,
-        kinds: Vec::new(),
-        namespaces: crate::kubernetes::namespaces::NamespaceScope {
-            default_mode: crate::engine::finding::Mode::Enforce,
-            exclude: Vec::new(),
-        },
-    };
-    static OVERRIDES: Overrides = Overrides {
-        mode: crate::engine::finding::Mode::Enforce,
-        all_servers_production: false,
-    };
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
-    fn check(engine: &Engine, labelled_only: bool) -> ManifestCheck<'_> {
+    fn check<'a>(
+        active: &'a ActiveConfig,
+        exceptions: &'a ExceptionSet,
+        labelled_only: bool,
+    ) -> ManifestCheck<'a> {
         ManifestCheck {
-            engine,
-            config: &CONFIG,
-            overrides: &OVERRIDES,
+            judge: active.judge(exceptions, "2026-12-07T00:00:00Z".parse().unwrap()),
+            namespace_labels: &NO_LABELS,
             labelled_only,
         }
     }
@@ -248,9 +276,9 @@ data:
 
     #[test]
     fn an_unlabelled_config_map_that_holds_asyncapi_is_judged_and_flagged() {
-        let engine = Engine::default();
-        let stream = engine.load(UNLABELLED).unwrap();
-        let reports = judge_manifest(&check(&engine, false), "u.yaml", &stream);
+        let (active, none) = (ActiveConfig::default(), ExceptionSet::default());
+        let stream = active.engine.load(UNLABELLED).unwrap();
+        let reports = judge_manifest(&check(&active, &none, false), "u.yaml", &stream);
         // The README key is not AsyncAPI; the label "false" opts the second one out.
         assert_eq!(reports.len(), 1);
         assert_eq!(
@@ -267,15 +295,15 @@ data:
             Some("ConfigMap payments/legacy")
         );
         // Admission's exact view.
-        assert!(judge_manifest(&check(&engine, true), "u.yaml", &stream).is_empty());
+        assert!(judge_manifest(&check(&active, &none, true), "u.yaml", &stream).is_empty());
     }
 
     #[test]
     fn each_carried_document_is_one_entry() {
-        let engine = Engine::default();
-        let stream = engine.load(MANIFEST).unwrap();
+        let (active, none) = (ActiveConfig::default(), ExceptionSet::default());
+        let stream = active.engine.load(MANIFEST).unwrap();
         assert!(is_manifest(&stream));
-        let reports = judge_manifest(&check(&engine, false), "m.yaml", &stream);
+        let reports = judge_manifest(&check(&active, &none, false), "m.yaml", &stream);
         let files: Vec<&str> = reports.iter().map(|r| r.file.as_str()).collect();
         assert_eq!(
             files,
@@ -290,6 +318,35 @@ data:
         // A custom resource's spec is part of the file: the file's own positions.
         assert_eq!(reports[1].evaluation.findings[0].pos.line, 29);
         assert_eq!(reports[1].label, "m.yaml");
+    }
+
+    #[test]
+    fn an_exception_in_force_covers_its_findings_and_they_do_not_deny() {
+        let exceptions = "apiVersion: asyncapi-guard.io/v1alpha1
+kind: AsyncAPIException
+metadata:
+  name: legacy-orders
+  namespace: asyncapi-guard
+  creationTimestamp: '2026-12-01T00:00:00Z'
+spec:
+  match: {namespace: payments, kind: ConfigMap, name: orders-api, key: asyncapi.yaml}
+  rules: [server-security-missing]
+  reason: legacy broker
+  expires: '2027-01-15T00:00:00Z'
+";
+        let active = ActiveConfig::default();
+        let stream = active.engine.load(exceptions).unwrap();
+        let found = exceptions_in(&stream, 100);
+        assert_eq!(found.len(), 1);
+        let set = ExceptionSet::new(found);
+        let stream = active.engine.load(MANIFEST).unwrap();
+        let reports = judge_manifest(&check(&active, &set, false), "m.yaml", &stream);
+        let config_map = &reports[0].evaluation;
+        assert!(config_map.allowed(), "{config_map:?}");
+        let waiver = config_map.findings[0].waiver.as_ref().unwrap();
+        assert_eq!(waiver.by, "asyncapi-guard/legacy-orders");
+        // It names one object: the custom resource beside it is still denied.
+        assert!(!reports[1].evaluation.allowed());
     }
 
     #[test]
@@ -309,20 +366,21 @@ data:
                 })
                 .collect::<String>()
         );
-        let engine = Engine::default();
-        let stream = engine.load(&list).unwrap();
-        let reports = judge_manifest(&check(&engine, false), "l.yaml", &stream);
+        let (active, none) = (ActiveConfig::default(), ExceptionSet::default());
+        let stream = active.engine.load(&list).unwrap();
+        let reports = judge_manifest(&check(&active, &none, false), "l.yaml", &stream);
         assert_eq!(reports.len(), 1);
     }
 
     #[test]
     fn asyncapi_documents_are_not_manifests() {
-        let engine = Engine::default();
+        let active = ActiveConfig::default();
         assert!(!is_manifest(
-            &engine.load("asyncapi: 3.0.0\ninfo: {}\n").unwrap()
+            &active.engine.load("asyncapi: 3.0.0\ninfo: {}\n").unwrap()
         ));
         assert!(!is_manifest(
-            &engine
+            &active
+                .engine
                 .load("apiVersion: v1\nkind: x\nasyncapi: 3.0.0\n")
                 .unwrap()
         ));

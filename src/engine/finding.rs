@@ -145,6 +145,20 @@ impl FromStr for Mode {
     }
 }
 
+/// A named, time-boxed acceptance of findings (in a cluster, an `AsyncAPIException`): a
+/// finding it covers is still reported, but does not deny. Like SARIF's suppressions, it
+/// says who accepted the finding, why, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Waiver {
+    /// What grants it: `asyncapi-guard/legacy-orders` (namespace/name of the exception).
+    pub by: String,
+    /// When it stops applying, RFC 3339.
+    pub expires: String,
+    pub reason: String,
+    /// Whether it expires within the warning window: the warning says so.
+    pub expiring: bool,
+}
+
 /// One violation of one rule at one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -159,9 +173,25 @@ pub struct Finding {
     pub hint: Option<String>,
     /// What the finding does, after the policy's, the rule's and the request's modes.
     pub mode: Mode,
+    /// The exception that covers it, if one does: then it does not deny.
+    pub waiver: Option<std::sync::Arc<Waiver>>,
 }
 
 impl Finding {
+    /// Whether it refuses the object: enforced and not covered by an exception.
+    pub fn denies(&self) -> bool {
+        self.mode == Mode::Enforce && self.waiver.is_none()
+    }
+
+    /// What it does, as metrics and logs name it: its mode, or `excepted`.
+    pub fn effect(&self) -> &'static str {
+        if self.waiver.is_some() {
+            "excepted"
+        } else {
+            self.mode.as_str()
+        }
+    }
+
     /// The order findings are shown in: denying before warning, most severe rule first,
     /// then in document order.
     pub fn display_order(&self, other: &Finding) -> std::cmp::Ordering {

@@ -43,9 +43,10 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    /// Allowed when no finding is in `enforce` mode.
+    /// Allowed when no finding denies: none in `enforce` mode, or each such one covered by
+    /// an exception.
     pub fn allowed(&self) -> bool {
-        !self.findings.iter().any(|f| f.mode == Mode::Enforce)
+        !self.findings.iter().any(Finding::denies)
     }
 }
 

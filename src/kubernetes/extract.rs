@@ -117,7 +117,10 @@ pub struct Carried<'o> {
     pub content: Content<'o>,
 }
 
-/// The documents `body` (the whole object) carries; empty when it carries none.
+/// The documents `body` (the whole object) carries; empty when it carries none. Whether
+/// the object is judged at all (an unlabelled ConfigMap, an excluded namespace) is decided
+/// before, by [`super::verdict`]: here a ConfigMap without the label is searched for keys
+/// that hold AsyncAPI.
 pub fn extract<'o>(
     id: &ObjectId,
     meta: &ObjectMeta,
@@ -125,7 +128,7 @@ pub fn extract<'o>(
     config: &ExtractConfig,
 ) -> Vec<Carried<'o>> {
     if id.is_config_map() {
-        return config_map(meta, body, config);
+        return config_map(meta, body);
     }
     if id.is_asyncapi_resource() {
         return vec![structured_field(body, "/spec").unwrap_or_else(|| {
@@ -178,15 +181,11 @@ impl DocumentLabel {
     }
 }
 
-fn config_map<'o>(
-    meta: &ObjectMeta,
-    body: NodeRef<'o>,
-    config: &ExtractConfig,
-) -> Vec<Carried<'o>> {
+fn config_map<'o>(meta: &ObjectMeta, body: NodeRef<'o>) -> Vec<Carried<'o>> {
     let labelled = match DocumentLabel::of(meta) {
         DocumentLabel::OptedIn => true,
-        DocumentLabel::Absent if config.inspect_all_config_maps => false,
-        DocumentLabel::Absent | DocumentLabel::OptedOut => return Vec::new(),
+        DocumentLabel::Absent => false,
+        DocumentLabel::OptedOut => return Vec::new(),
     };
     let listed: Option<BTreeSet<&str>> = labelled
         .then(|| meta.annotations.as_ref()?.get(KEYS_ANNOTATION))
@@ -408,16 +407,11 @@ mod tests {
     }
 
     #[test]
-    fn unlabelled_config_maps_only_when_inspecting_all() {
+    fn every_key_of_an_unlabelled_config_map_is_a_candidate() {
         let body = json!({"data": {"leader": "x", "a.yaml": "y"}});
         let body_tree = tree(&body);
         let m = meta(&[], &[]);
-        assert!(extract(&cm(), &m, root(&body_tree), &ExtractConfig::default()).is_empty());
-        let all = ExtractConfig {
-            inspect_all_config_maps: true,
-            ..ExtractConfig::default()
-        };
-        let found = extract(&cm(), &m, root(&body_tree), &all);
+        let found = extract(&cm(), &m, root(&body_tree), &ExtractConfig::default());
         assert_eq!(found.len(), 2);
         assert!(
             found

@@ -1,9 +1,13 @@
-//! Kubernetes objects that carry AsyncAPI documents: which documents ([`extract`]), and
-//! judging them with the engine. The webhook, the audit and `check` all come through here.
+//! Kubernetes objects that carry AsyncAPI documents: which documents ([`extract`]), whether
+//! and how an object is judged and which exceptions cover its findings ([`verdict`], the one
+//! decision the webhook, the audit and `check` all take), and judging documents with the
+//! engine.
 
+pub mod exceptions;
 pub mod extract;
 pub mod namespaces;
 pub mod raw_object;
+pub mod verdict;
 
 use std::collections::BTreeMap;
 
@@ -12,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::engine::document::{Limits, NodeRef, Value};
 use crate::engine::memo::{Lookup, WithMemo};
 use crate::engine::{Engine, Evaluation, Overrides};
-use extract::{Carried, Content, ExtractConfig, ObjectId};
+use extract::{Carried, Content, ObjectId};
 
 /// Judges one carried document; a structured field where it is in the object's tree, with
 /// the positions that tree has. `None` when a candidate turned out not to be AsyncAPI.
@@ -74,44 +78,11 @@ pub fn object_limits(engine: &Engine) -> Limits {
     }
 }
 
-/// Judges every document an object (`body` holds `data`, `spec`, ...) carries. A
-/// structured field is judged where it is in the object's tree: with the tree's positions
-/// if it has them, and under the configured depth limit counted from the field.
-pub fn judge_object(
-    engine: &Engine,
-    memo: Option<WithMemo<'_>>,
-    id: &ObjectId,
-    meta: &ObjectMeta,
-    body: NodeRef<'_>,
-    config: &ExtractConfig,
-    overrides: &Overrides,
-) -> Vec<JudgedDocument> {
-    extract::extract(id, meta, body, config)
-        .into_iter()
-        .filter_map(|carried| {
-            let (evaluation, memo) = judge_carried(engine, memo, &carried, overrides);
-            let evaluation = evaluation?;
-            let bytes = match &carried.content {
-                Content::Text(bytes) | Content::Candidate(bytes) => bytes.len(),
-                Content::Field(node) => node.json_source_len().unwrap_or_else(|| json_size(*node)),
-                Content::Unreadable(_) => 0,
-            };
-            Some(JudgedDocument {
-                locator: carried.locator,
-                label: carried.label,
-                bytes,
-                evaluation,
-                memo,
-            })
-        })
-        .collect()
-}
-
 /// About the length of `node` as compact JSON (strings counted unescaped), without building
 /// the text: for the size metric only, where the tree has no JSON source to measure (what
 /// the webhook and the audit read always has). Iterative: the tree may be as deep as the
 /// limits allow.
-fn json_size(node: NodeRef<'_>) -> usize {
+pub(crate) fn json_size(node: NodeRef<'_>) -> usize {
     let mut size = 0;
     let mut stack = vec![node];
     while let Some(node) = stack.pop() {
@@ -224,6 +195,7 @@ pub fn identify(object: NodeRef<'_>) -> Result<(ObjectId, ObjectMeta), String> {
 mod tests {
     use super::*;
     use crate::engine::document::value::from_json;
+    use extract::ExtractConfig;
     use serde_json::json;
 
     fn identify_json(value: serde_json::Value) -> Result<(ObjectId, ObjectMeta), String> {
@@ -294,15 +266,25 @@ mod tests {
             crate::engine::document::json::parse(&text, &object_limits(&engine), false).unwrap();
         let object = stream.roots().next().unwrap();
         let (id, meta) = identify(object).unwrap();
-        judge_object(
-            &engine,
-            None,
-            &id,
-            &meta,
-            object,
+        let judge = verdict::Judge {
+            engine: &engine,
             config,
-            &Overrides::default(),
+            exceptions: &exceptions::ExceptionSet::default(),
+            policy: &exceptions::ExceptionPolicy::default(),
+            now: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        };
+        let subject = verdict::Subject {
+            id: &id,
+            meta: &meta,
+            body: object,
+        };
+        verdict::judge(
+            &judge,
+            None,
+            subject,
+            verdict::Scope::Entry(Overrides::default()),
         )
+        .documents
     }
 
     #[test]

@@ -44,27 +44,42 @@ impl Default for NamespaceScope {
     }
 }
 
+/// Why an object is not judged at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// Its namespace is one admission never judges (`kube-system`, the release's own, ...).
+    ExcludedNamespace,
+    /// Its namespace is labelled `asyncapi-guard.io/mode=off`.
+    NamespaceOff,
+    /// A ConfigMap labelled `asyncapi-guard.io/document=false`.
+    OptedOut,
+}
+
 impl NamespaceScope {
-    /// What admission applies to objects of `namespace` (with these labels); `None` when it
-    /// does not judge them at all. Cluster-scoped objects (`None`) get the default mode.
+    pub fn is_excluded(&self, namespace: Option<&str>) -> bool {
+        namespace.is_some_and(|ns| self.exclude.iter().any(|e| e == ns))
+    }
+
+    /// What admission applies to objects of `namespace` (with these labels), or why it does
+    /// not judge them at all. Cluster-scoped objects (`None`) get the default mode.
     pub fn overrides_for(
         &self,
         namespace: Option<&str>,
         labels: &BTreeMap<String, String>,
-    ) -> Option<Overrides> {
-        if namespace.is_some_and(|ns| self.exclude.iter().any(|e| e == ns)) {
-            return None;
+    ) -> Result<Overrides, Skipped> {
+        if self.is_excluded(namespace) {
+            return Err(Skipped::ExcludedNamespace);
         }
         // As the webhook entries' selectors: a known value picks its entry, `off` none, and
         // any other value (or none) the default entry.
         let mode = match labels.get(MODE_LABEL).map(String::as_str) {
-            Some("off") => return None,
+            Some("off") => return Err(Skipped::NamespaceOff),
             Some("enforce") => Mode::Enforce,
             Some("warn") => Mode::Warn,
             Some("audit") => Mode::Audit,
             _ => self.default_mode,
         };
-        Some(Overrides {
+        Ok(Overrides {
             mode,
             all_servers_production: labels.get(PRODUCTION_LABEL).is_some_and(|v| v == "all"),
         })
@@ -88,12 +103,17 @@ mod tests {
         let mode = |pairs: &[(&str, &str)]| {
             scope
                 .overrides_for(Some("team-a"), &labels(pairs))
+                .ok()
                 .map(|o| (o.mode, o.all_servers_production))
         };
         assert_eq!(mode(&[]), Some((Mode::Enforce, false)));
         assert_eq!(mode(&[(MODE_LABEL, "warn")]), Some((Mode::Warn, false)));
         assert_eq!(mode(&[(MODE_LABEL, "audit")]), Some((Mode::Audit, false)));
         assert_eq!(mode(&[(MODE_LABEL, "off")]), None);
+        assert_eq!(
+            scope.overrides_for(Some("team-a"), &labels(&[(MODE_LABEL, "off")])),
+            Err(Skipped::NamespaceOff)
+        );
         assert_eq!(mode(&[(MODE_LABEL, "loud")]), Some((Mode::Enforce, false)));
         assert_eq!(
             mode(&[(MODE_LABEL, "warn"), (PRODUCTION_LABEL, "all")]),
@@ -111,20 +131,19 @@ mod tests {
             default_mode: Mode::Warn,
             exclude: vec!["kube-system".into(), "asyncapi-guard".into()],
         };
-        assert!(
-            scope
-                .overrides_for(Some("asyncapi-guard"), &labels(&[]))
-                .is_none()
+        assert_eq!(
+            scope.overrides_for(Some("asyncapi-guard"), &labels(&[])),
+            Err(Skipped::ExcludedNamespace)
         );
         assert_eq!(
             scope
                 .overrides_for(Some("payments"), &labels(&[]))
                 .map(|o| o.mode),
-            Some(Mode::Warn)
+            Ok(Mode::Warn)
         );
         assert_eq!(
             scope.overrides_for(None, &labels(&[])).map(|o| o.mode),
-            Some(Mode::Warn)
+            Ok(Mode::Warn)
         );
     }
 }

@@ -1,11 +1,12 @@
-//! What an admission response says: the denial message (POLICY.md "Denial message"),
-//! warnings in `warn` mode, and annotations in `audit` mode.
+//! What an admission response says: the denial message (docs/policy.md, "The denial
+//! message"), warnings in `warn` mode and for findings an exception covers, and annotations
+//! in `audit` mode.
 
 use std::collections::BTreeMap;
 
 use super::text::{finding_line, location};
 use crate::engine::Evaluation;
-use crate::engine::finding::{Finding, Mode};
+use crate::engine::finding::{Finding, Mode, Waiver};
 use crate::kubernetes::extract::ObjectId;
 
 /// One document of the object, and how its findings are labelled (`asyncapi.yaml`, `spec`).
@@ -20,8 +21,11 @@ pub struct Judged<'a> {
 /// the hint (the "did you mean" is the part people act on).
 pub const WARNING_MAX_CHARS: usize = 256;
 
-/// The findings of all documents of the object in `mode`, most severe first.
-fn in_mode<'a>(documents: &[Judged<'a>], mode: Mode) -> Vec<(&'a str, &'a Finding)> {
+/// The findings of all documents of the object that `keep` keeps, most severe first.
+fn findings<'a>(
+    documents: &[Judged<'a>],
+    keep: impl Fn(&Finding) -> bool,
+) -> Vec<(&'a str, &'a Finding)> {
     let mut out: Vec<(usize, &'a str, &'a Finding)> = documents
         .iter()
         .enumerate()
@@ -29,7 +33,7 @@ fn in_mode<'a>(documents: &[Judged<'a>], mode: Mode) -> Vec<(&'a str, &'a Findin
             d.evaluation
                 .findings
                 .iter()
-                .filter(move |f| f.mode == mode)
+                .filter(|f| keep(f))
                 .map(move |f| (i, d.label, f))
         })
         .collect();
@@ -38,9 +42,10 @@ fn in_mode<'a>(documents: &[Judged<'a>], mode: Mode) -> Vec<(&'a str, &'a Findin
 }
 
 /// The first line names the object, the first finding and how many more there are (Argo CD
-/// shows only this line); then one line per finding.
+/// shows only this line); then one line per finding. Findings an exception covers do not
+/// deny, and are not in it.
 pub fn denial_message(object: &ObjectId, documents: &[Judged<'_>]) -> Option<String> {
-    let denied = in_mode(documents, Mode::Enforce);
+    let denied = findings(documents, Finding::denies);
     let (label, first) = denied.first()?;
     let more = match denied.len() {
         1 => String::new(),
@@ -60,32 +65,58 @@ pub fn denial_message(object: &ObjectId, documents: &[Judged<'_>]) -> Option<Str
 }
 
 /// One warning per `warn` finding: the rule id first, the hint last; a long message is cut
-/// in the middle so that both survive.
+/// in the middle so that both survive. Then one per finding an exception covers (in
+/// `enforce` or `warn` mode): the finding's line, and the exception, its expiry and its
+/// reason in place of the hint.
 pub fn warnings(documents: &[Judged<'_>]) -> Vec<String> {
-    in_mode(documents, Mode::Warn)
+    let warned = findings(documents, |f| f.mode == Mode::Warn && f.waiver.is_none())
         .into_iter()
         .map(|(label, f)| {
-            let head = format!("asyncapi-guard: [{}] {} ", f.rule, location(label, f));
             let tail = f
                 .hint
                 .as_ref()
                 .map(|hint| format!("; {hint}"))
                 .unwrap_or_default();
-            let room = WARNING_MAX_CHARS
-                .saturating_sub(head.chars().count() + tail.chars().count())
-                .max(WARNING_MAX_CHARS / 4);
-            truncate(
-                &format!("{head}{}{tail}", truncate(&f.message, room)),
-                WARNING_MAX_CHARS,
-            )
-        })
-        .collect()
+            warning(label, f, &tail)
+        });
+    let excepted = findings(documents, |f| {
+        matches!(f.mode, Mode::Enforce | Mode::Warn) && f.waiver.is_some()
+    })
+    .into_iter()
+    .filter_map(|(label, f)| Some(warning(label, f, &excepted_by(f.waiver.as_deref()?))));
+    warned.chain(excepted).collect()
+}
+
+/// `; excepted by asyncapi-guard/legacy-orders until 2027-03-01T00:00:00Z: <reason>`, or,
+/// when the exception is about to expire, `...legacy-orders, which EXPIRES SOON at ...`.
+pub fn excepted_by(waiver: &Waiver) -> String {
+    let until = if waiver.expiring {
+        ", which EXPIRES SOON at"
+    } else {
+        " until"
+    };
+    format!(
+        "; excepted by {}{until} {}: {}",
+        waiver.by, waiver.expires, waiver.reason
+    )
+}
+
+/// `asyncapi-guard: [rule] location message<tail>`, within the API server's length.
+fn warning(label: &str, f: &Finding, tail: &str) -> String {
+    let head = format!("asyncapi-guard: [{}] {} ", f.rule, location(label, f));
+    let room = WARNING_MAX_CHARS
+        .saturating_sub(head.chars().count() + tail.chars().count())
+        .max(WARNING_MAX_CHARS / 4);
+    truncate(
+        &format!("{head}{}{tail}", truncate(&f.message, room)),
+        WARNING_MAX_CHARS,
+    )
 }
 
 /// Audit annotations for `audit` findings (the API server prefixes each key with the
 /// webhook's name).
 pub fn audit_annotations(documents: &[Judged<'_>]) -> BTreeMap<String, String> {
-    let audited = in_mode(documents, Mode::Audit);
+    let audited = findings(documents, |f| f.mode == Mode::Audit);
     if audited.is_empty() {
         return BTreeMap::new();
     }
@@ -132,6 +163,7 @@ mod tests {
             message: message.into(),
             hint: hint.map(Into::into),
             mode,
+            waiver: None,
         }
     }
 

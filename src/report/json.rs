@@ -33,6 +33,16 @@ struct Violation<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     hint: Option<&'a str>,
     mode: Mode,
+    /// The exception that covers it: then it does not deny.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    excepted: Option<Excepted<'a>>,
+}
+
+#[derive(Serialize)]
+struct Excepted<'a> {
+    by: &'a str,
+    expires: &'a str,
+    reason: &'a str,
 }
 
 #[derive(Serialize)]
@@ -52,6 +62,11 @@ fn violation(finding: &Finding) -> Violation<'_> {
         message: &finding.message,
         hint: finding.hint.as_deref(),
         mode: finding.mode,
+        excepted: finding.waiver.as_deref().map(|waiver| Excepted {
+            by: &waiver.by,
+            expires: &waiver.expires,
+            reason: &waiver.reason,
+        }),
     }
 }
 

@@ -66,7 +66,7 @@ fn result(report: &DocumentReport, finding: &Finding) -> Value {
         .iter()
         .position(|r| *r == finding.rule)
         .unwrap_or(0);
-    json!({
+    let mut result = json!({
         "ruleId": finding.rule.as_str(),
         "ruleIndex": rule_index,
         "level": level(finding.mode),
@@ -80,7 +80,16 @@ fn result(report: &DocumentReport, finding: &Finding) -> Value {
         }],
         "partialFingerprints": {"asyncapiGuard/v1": format!("{}:{}:{}", report.file, finding.rule, finding.path)},
         "properties": {"unguarded": report.unguarded.is_some()},
-    })
+    });
+    // Code scanning shows an accepted, external suppression as dismissed, not open.
+    if let Some(waiver) = &finding.waiver {
+        result["suppressions"] = json!([{
+            "kind": "external",
+            "status": "accepted",
+            "justification": format!("{} (excepted by {} until {})", waiver.reason, waiver.by, waiver.expires),
+        }]);
+    }
+    result
 }
 
 pub fn render(reports: &[DocumentReport]) -> String {

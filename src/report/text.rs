@@ -38,7 +38,13 @@ pub fn render(reports: &[DocumentReport]) -> String {
     let lines = |out: &mut String, report: &DocumentReport| {
         for finding in &report.evaluation.findings {
             out.push_str(&finding_line(&report.label, finding));
-            if finding.mode != Mode::Enforce {
+            if let Some(waiver) = &finding.waiver {
+                let _ = write!(
+                    out,
+                    " (excepted by {} until {}: {})",
+                    waiver.by, waiver.expires, waiver.reason
+                );
+            } else if finding.mode != Mode::Enforce {
                 let _ = write!(out, " ({})", finding.mode);
             }
             out.push('\n');
@@ -85,13 +91,26 @@ pub fn render(reports: &[DocumentReport]) -> String {
         }
     }
     let denied = reports.iter().filter(|r| !r.evaluation.allowed()).count();
-    let _ = writeln!(
+    let excepted = reports
+        .iter()
+        .flat_map(|r| &r.evaluation.findings)
+        .filter(|f| f.waiver.is_some())
+        .count();
+    let _ = write!(
         out,
         "{} document{} checked: {} allowed, {denied} denied",
         reports.len(),
         if reports.len() == 1 { "" } else { "s" },
         reports.len() - denied,
     );
+    if excepted > 0 {
+        let _ = write!(
+            out,
+            " ({excepted} finding{} excepted)",
+            if excepted == 1 { "" } else { "s" }
+        );
+    }
+    out.push('\n');
     out
 }
 
@@ -109,6 +128,7 @@ mod tests {
             message: "production server \"production\" declares no security".into(),
             hint: Some("reference a scheme from components.securitySchemes".into()),
             mode: Mode::Enforce,
+            waiver: None,
         }
     }
 

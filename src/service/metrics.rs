@@ -9,8 +9,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::engine::finding::{Mode, RuleId};
+use std::collections::BTreeMap;
+
+use crate::engine::finding::RuleId;
 use crate::engine::memo::Lookup;
+use crate::kubernetes::exceptions::ExceptionState;
 
 /// One admission request, as the metrics count it.
 #[derive(Debug, Clone, Copy)]
@@ -21,7 +24,8 @@ pub struct RequestRecord<'a> {
     /// `allowed`, `denied`, `invalid`.
     pub verdict: &'a str,
     pub dry_run: bool,
-    pub findings: &'a [(RuleId, Mode)],
+    /// Each finding's rule and effect (its mode, or `excepted`).
+    pub findings: &'a [(RuleId, &'static str)],
     pub document_bytes: &'a [usize],
     pub memo: &'a [Lookup],
 }
@@ -48,6 +52,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ViolationLabels {
     pub namespace: String,
     pub rule: String,
@@ -68,6 +77,9 @@ pub struct Metrics {
     memo_lookups: Family<ResultLabels, Counter>,
     memo_entries: Gauge,
     memo_bytes: Gauge,
+    exceptions: Family<StateLabels, Gauge>,
+    /// 1 while the exceptions in force are the last known ones, not the cluster's current.
+    pub exceptions_stale: Gauge,
 }
 
 impl Default for Metrics {
@@ -141,7 +153,21 @@ impl Default for Metrics {
             "About how many bytes the memo's verdicts hold",
             memo_bytes.clone(),
         );
+        let exceptions = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "exceptions",
+            "AsyncAPIException objects, by state (active, expiring, expired, refused)",
+            exceptions.clone(),
+        );
+        let exceptions_stale = Gauge::default();
+        registry.register(
+            "exceptions_stale",
+            "1 while the exceptions watch is down and the last known exceptions apply",
+            exceptions_stale.clone(),
+        );
         Metrics {
+            exceptions,
+            exceptions_stale,
             memo_lookups,
             memo_entries,
             memo_bytes,
@@ -184,12 +210,12 @@ impl Metrics {
                 dry_run: outcome.dry_run.to_string(),
             })
             .inc();
-        for (rule, mode) in outcome.findings {
+        for (rule, effect) in outcome.findings {
             self.findings
                 .get_or_create(&FindingLabels {
                     kind: kind.to_owned(),
                     rule: rule.to_string(),
-                    mode: mode.to_string(),
+                    mode: (*effect).to_owned(),
                 })
                 .inc();
         }
@@ -212,6 +238,17 @@ impl Metrics {
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
         self.memo_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// How many exceptions stand in each state, read when the metrics are scraped.
+    pub fn set_exception_states(&self, states: &BTreeMap<ExceptionState, usize>) {
+        for (state, count) in states {
+            self.exceptions
+                .get_or_create(&StateLabels {
+                    state: state.as_str().to_owned(),
+                })
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
     }
 
     pub fn set_certificate_expiry(&self, unix_seconds: i64) {
@@ -247,7 +284,10 @@ mod tests {
             operation: "CREATE",
             verdict: "denied",
             dry_run: false,
-            findings: &[(RuleId::ServerSecurityMissing, Mode::Enforce)],
+            findings: &[
+                (RuleId::ServerSecurityMissing, "enforce"),
+                (RuleId::SecuritySchemeUndefined, "excepted"),
+            ],
             document_bytes: &[5000],
             memo: &[Lookup::Miss],
         };
@@ -257,6 +297,7 @@ mod tests {
         let text = metrics.encode();
         assert!(text.contains("asyncapi_guard_admission_requests_total{kind=\"ConfigMap\",operation=\"CREATE\",verdict=\"denied\",dry_run=\"false\"} 1"), "{text}");
         assert!(text.contains("asyncapi_guard_admission_findings_total{kind=\"ConfigMap\",rule=\"server-security-missing\",mode=\"enforce\"} 1"));
+        assert!(text.contains("asyncapi_guard_admission_findings_total{kind=\"ConfigMap\",rule=\"security-scheme-undefined\",mode=\"excepted\"} 1"));
         assert!(text.contains("asyncapi_guard_config_reloads_total{result=\"failure\"} 1"));
         assert!(text.contains("asyncapi_guard_certificate_expiry_timestamp_seconds 1900000000"));
         assert!(text.contains("asyncapi_guard_admission_duration_seconds_bucket"));

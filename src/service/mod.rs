@@ -11,6 +11,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
+use crate::kubernetes::exceptions::ExceptionSet;
 use metrics::Metrics;
 use state::{ActiveConfig, Health};
 
@@ -21,6 +22,8 @@ pub use tokio_util::sync::CancellationToken as Shutdown;
 #[derive(Debug, Clone)]
 pub struct Shared {
     pub config: Arc<ArcSwap<ActiveConfig>>,
+    /// The cluster's exceptions, as the watch last listed them (swapped whole).
+    pub exceptions: Arc<ArcSwap<ExceptionSet>>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
 }
@@ -29,6 +32,7 @@ impl Shared {
     pub fn new(config: Config) -> Shared {
         Shared {
             config: Arc::new(ArcSwap::from_pointee(ActiveConfig::from(config))),
+            exceptions: Arc::new(ArcSwap::from_pointee(ExceptionSet::default())),
             metrics: Arc::new(Metrics::default()),
             health: Arc::new(Health::default()),
         }

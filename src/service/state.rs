@@ -6,7 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::engine::memo::Memo;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::kubernetes::exceptions::{ExceptionPolicy, ExceptionSet};
 use crate::kubernetes::extract::ExtractConfig;
+use crate::kubernetes::verdict::Judge;
 
 /// The configuration in force. A reload builds a new one and swaps it in; a request holds
 /// the one it started with.
@@ -14,6 +18,7 @@ use crate::kubernetes::extract::ExtractConfig;
 pub struct ActiveConfig {
     pub engine: Engine,
     pub kubernetes: ExtractConfig,
+    pub exceptions: ExceptionPolicy,
     /// The webhook's verdicts under this configuration: a reload starts an empty one.
     pub memo: Memo,
 }
@@ -26,7 +31,21 @@ impl From<Config> for ActiveConfig {
         ActiveConfig {
             engine: Engine::new(config.policy),
             kubernetes: config.kubernetes,
+            exceptions: config.exceptions,
             memo: Memo::new(MEMO_BYTES),
+        }
+    }
+}
+
+impl ActiveConfig {
+    /// How objects are judged under this configuration, with `exceptions`, at `now`.
+    pub fn judge<'a>(&'a self, exceptions: &'a ExceptionSet, now: Timestamp) -> Judge<'a> {
+        Judge {
+            engine: &self.engine,
+            config: &self.kubernetes,
+            exceptions,
+            policy: &self.exceptions,
+            now,
         }
     }
 }

@@ -1,21 +1,34 @@
 //! One AdmissionReview in, one out. Pure: no I/O, no clock, so the whole admission
 //! contract is unit-testable; the HTTP handler in `api` only adds transport.
 
+use k8s_openapi::jiff::Timestamp;
 use kube::core::admission::{AdmissionResponse, AdmissionReview, Operation};
 use kube::core::response::Status;
 use kube::core::{DynamicObject, GroupVersionKind, TypeMeta};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::engine::document::value::to_json;
 use crate::engine::document::{Limits, NodeRef, ScalarKind, Value, json};
 use crate::engine::finding::{Mode, RuleId};
 use crate::engine::memo::{Keep, Lookup, WithMemo};
 use crate::engine::{Engine, Overrides};
+use crate::kubernetes::exceptions::{Exception, ExceptionSet, is_exception};
 use crate::kubernetes::extract::ObjectId;
-use crate::kubernetes::{judge_object, metadata_of, object_limits};
+use crate::kubernetes::verdict::{self, Judge, Scope, Subject};
+use crate::kubernetes::{metadata_of, object_limits};
 use crate::report::admission::{Judged, audit_annotations, denial_message, warnings};
 
 use crate::service::state::ActiveConfig;
+
+/// What a review is judged against besides the request: the configuration in force, the
+/// exceptions this replica knows, and its clock (by which exceptions expire).
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub active: &'a ActiveConfig,
+    pub exceptions: &'a ExceptionSet,
+    pub now: Timestamp,
+}
 
 /// What the webhook URL asks. The chart registers the same server once per mode, chosen by
 /// namespace labels. The API server accepts no query string in a webhook's URL and only
@@ -106,7 +119,8 @@ pub struct Outcome {
     pub operation: String,
     pub dry_run: bool,
     pub verdict: Verdict,
-    pub findings: Vec<(RuleId, Mode)>,
+    /// Each finding's rule and effect: its mode, or `excepted`.
+    pub findings: Vec<(RuleId, &'static str)>,
     pub document_bytes: Vec<usize>,
     /// The memo's answer for each document it was asked about.
     pub memo: Vec<Lookup>,
@@ -207,6 +221,21 @@ fn not_a_review(kind: Option<&str>, api_version: Option<&str>) -> Option<String>
     })
 }
 
+/// The operations of an admission request, as the review names them.
+const OPERATIONS: [(&str, Operation); 4] = [
+    ("CREATE", Operation::Create),
+    ("UPDATE", Operation::Update),
+    ("DELETE", Operation::Delete),
+    ("CONNECT", Operation::Connect),
+];
+
+fn operation_name(operation: &Operation) -> &'static str {
+    OPERATIONS
+        .iter()
+        .find(|(_, known)| known == operation)
+        .map_or("", |(name, _)| name)
+}
+
 /// The request of an AdmissionReview, as the handler needs it, read from the review's tree.
 struct WireRequest<'t> {
     uid: String,
@@ -224,15 +253,13 @@ impl<'t> WireRequest<'t> {
     fn read(request: NodeRef<'t>) -> Result<Self, String> {
         let kind = request.get("kind").ok_or("request.kind is missing")?;
         let operation = match string_member(request, "request", "operation")? {
-            Some("CREATE") => Operation::Create,
-            Some("UPDATE") => Operation::Update,
-            Some("DELETE") => Operation::Delete,
-            Some("CONNECT") => Operation::Connect,
-            Some(other) => {
-                return Err(format!(
-                    "request.operation {other:?} is none of CREATE, UPDATE, DELETE, CONNECT"
-                ));
-            }
+            Some(name) => OPERATIONS
+                .iter()
+                .find(|(known, _)| *known == name)
+                .map(|(_, operation)| operation.clone())
+                .ok_or_else(|| {
+                    format!("request.operation {name:?} is none of CREATE, UPDATE, DELETE, CONNECT")
+                })?,
             None => return Err("request.operation is missing".to_owned()),
         };
         let kind_member = |name: &str| -> Result<String, String> {
@@ -316,10 +343,11 @@ fn allowing(uid: &str) -> AdmissionResponse {
 
 /// Judges the object of an AdmissionReview request body.
 pub fn review(
-    active: &ActiveConfig,
+    context: &Context<'_>,
     body: &[u8],
     options: &RequestOptions,
 ) -> (AdmissionReview<DynamicObject>, Outcome) {
+    let active = context.active;
     // The whole body is read once, by the engine's own JSON reader: iterative, so the
     // configured depth limit is the one that applies to a custom resource (serde_json's
     // recursion limit would cap it at ~128), and the object's documents are borrowed
@@ -362,26 +390,21 @@ pub fn review(
             return invalid(uid, &format!("the AdmissionReview cannot be read: {why}"));
         }
     };
-    judge_request(active, &request, options)
+    judge_request(context, &request, options)
 }
 
 fn judge_request(
-    active: &ActiveConfig,
+    context: &Context<'_>,
     request: &WireRequest<'_>,
     options: &RequestOptions,
 ) -> (AdmissionReview<DynamicObject>, Outcome) {
+    let active = context.active;
     let mut outcome = Outcome::new(&request.uid);
     outcome.kind = request.kind.kind.clone();
     outcome.namespace = request.namespace.clone().unwrap_or_default();
     outcome.name = request.name.clone();
     outcome.dry_run = request.dry_run;
-    outcome.operation = match request.operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    }
-    .to_owned();
+    outcome.operation = operation_name(&request.operation).to_owned();
     let mut response = allowing(&request.uid);
 
     // DELETE is never refused, CONNECT carries no document, and subresources (such as the
@@ -417,22 +440,37 @@ fn judge_request(
         namespace: request.namespace.clone().filter(|ns| !ns.is_empty()),
         name,
     };
-    let documents = judge_object(
-        &active.engine,
-        Some(WithMemo {
-            memo: &active.memo,
-            keep: if request.dry_run {
-                Keep::Now
-            } else {
-                Keep::OnRepeat
-            },
-        }),
-        &id,
-        &metadata,
+    if is_exception(&id.group, &id.kind) {
+        return judge_exception(context, body, &id, response, outcome);
+    }
+    let judge = Judge {
+        engine: &active.engine,
+        config: &active.kubernetes,
+        exceptions: context.exceptions,
+        policy: &active.exceptions,
+        now: context.now,
+    };
+    let memo = WithMemo {
+        memo: &active.memo,
+        keep: if request.dry_run {
+            Keep::Now
+        } else {
+            Keep::OnRepeat
+        },
+    };
+    let subject = Subject {
+        id: &id,
+        meta: &metadata,
         body,
-        &active.kubernetes,
-        &options.overrides,
-    );
+    };
+    let verdict = verdict::judge(&judge, Some(memo), subject, Scope::Entry(options.overrides));
+    // What admission does not judge (an unguarded ConfigMap sent here anyway) is let
+    // through as it would be if the entries had not sent it.
+    let documents = if verdict.coverage.is_guarded() {
+        verdict.documents
+    } else {
+        Vec::new()
+    };
     let judged: Vec<Judged<'_>> = documents
         .iter()
         .map(|d| Judged {
@@ -444,7 +482,7 @@ fn judge_request(
     outcome.memo = documents.iter().filter_map(|d| d.memo).collect();
     outcome.findings = documents
         .iter()
-        .flat_map(|d| d.evaluation.findings.iter().map(|f| (f.rule, f.mode)))
+        .flat_map(|d| d.evaluation.findings.iter().map(|f| (f.rule, f.effect())))
         .collect();
 
     if let Some(message) = denial_message(&id, &judged) {
@@ -460,6 +498,56 @@ fn judge_request(
     (response.into_review(), outcome)
 }
 
+/// An `AsyncAPIException` is refused when it would not count: expired, past the lifetime
+/// ceiling, naming an unknown rule or kind, without a reason, or where exceptions do not
+/// count. Whatever the namespace's mode: an exception is a grant, not a document, and
+/// every decision checks it again anyway, so a refusal here only says it early.
+fn judge_exception(
+    context: &Context<'_>,
+    object: NodeRef<'_>,
+    id: &ObjectId,
+    mut response: AdmissionResponse,
+    mut outcome: Outcome,
+) -> (AdmissionReview<DynamicObject>, Outcome) {
+    let object = match to_json(object, object_limits(&context.active.engine).max_depth) {
+        Ok(object) => object,
+        Err(e) => {
+            return invalid(&outcome.uid, &format!("the object cannot be read: {e}"));
+        }
+    };
+    // Deleting it, or taking its finalizers off, is never refused.
+    if object.pointer("/metadata/deletionTimestamp").is_some() {
+        return (response.into_review(), outcome);
+    }
+    let exception = Exception::from_object(&object);
+    let refusals = exception.refusals(
+        &context.active.exceptions,
+        &context.active.kubernetes,
+        context.now,
+    );
+    if let Some(first) = refusals.first() {
+        let more = match refusals.len() {
+            1 => String::new(),
+            n => format!(" (+{} more)", n - 1),
+        };
+        let mut message = format!("{id} is refused: {first}{more}");
+        for refusal in &refusals {
+            message.push_str(&format!("\n- [{}] {refusal}", refusal.reason()));
+        }
+        response.allowed = false;
+        response.result = Status::failure(&message, "Forbidden").with_code(403);
+        outcome.verdict = Verdict::Denied;
+        outcome.reason = Some(
+            refusals
+                .iter()
+                .map(|r| r.reason())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    (response.into_review(), outcome)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,6 +555,23 @@ mod tests {
 
     fn active() -> ActiveConfig {
         ActiveConfig::default()
+    }
+
+    /// A review judged with no exceptions, at a fixed time.
+    fn judge(
+        active: &ActiveConfig,
+        body: &[u8],
+        options: &RequestOptions,
+    ) -> (AdmissionReview<DynamicObject>, Outcome) {
+        review(
+            &Context {
+                active,
+                exceptions: &ExceptionSet::default(),
+                now: "2026-12-07T00:00:00Z".parse().unwrap(),
+            },
+            body,
+            options,
+        )
     }
 
     fn config_map_review(operation: &str, document: &str) -> Vec<u8> {
@@ -503,7 +608,7 @@ mod tests {
 
     #[test]
     fn denies_with_403_and_the_policy_message() {
-        let (answer, outcome) = review(
+        let (answer, outcome) = judge(
             &active(),
             &config_map_review("CREATE", INSECURE),
             &RequestOptions::default(),
@@ -518,13 +623,13 @@ mod tests {
         assert_eq!(outcome.verdict, Verdict::Denied);
         assert_eq!(
             outcome.findings,
-            [(RuleId::ServerSecurityMissing, Mode::Enforce)]
+            [(RuleId::ServerSecurityMissing, "enforce")]
         );
     }
 
     #[test]
     fn allows_secure_documents_and_deletes() {
-        let (answer, outcome) = review(
+        let (answer, outcome) = judge(
             &active(),
             &config_map_review("CREATE", SECURE),
             &RequestOptions::default(),
@@ -539,7 +644,7 @@ mod tests {
         let mut body: Value =
             serde_json::from_slice(&config_map_review("DELETE", INSECURE)).unwrap();
         body["request"]["oldObject"] = body["request"]["object"].take();
-        review(
+        judge(
             &active(),
             &serde_json::to_vec(&body).unwrap(),
             &RequestOptions::default(),
@@ -569,12 +674,12 @@ mod tests {
         let allowing = ActiveConfig::from(
             crate::config::Config::parse(b"limits: {maxDepth: 400}", "c.yaml").unwrap(),
         );
-        let (answer, outcome) = review(&allowing, &deep, &RequestOptions::default());
+        let (answer, outcome) = judge(&allowing, &deep, &RequestOptions::default());
         assert!(response(&answer).allowed, "{:?}", response(&answer).result);
         assert_eq!(outcome.verdict, Verdict::Allowed);
 
         // The default limit (100): the document is refused by rule, not as unreadable.
-        let (answer, outcome) = review(&active(), &deep, &RequestOptions::default());
+        let (answer, outcome) = judge(&active(), &deep, &RequestOptions::default());
         assert_eq!(outcome.verdict, Verdict::Denied);
         assert!(
             response(&answer).result.message.contains("deeper than 100"),
@@ -586,7 +691,7 @@ mod tests {
     #[test]
     fn warn_mode_allows_with_warnings_and_audit_mode_with_annotations() {
         let warn = RequestOptions::from_query(Some("timeout=10s&mode=warn")).unwrap();
-        let (answer, _) = review(&active(), &config_map_review("UPDATE", INSECURE), &warn);
+        let (answer, _) = judge(&active(), &config_map_review("UPDATE", INSECURE), &warn);
         let r = response(&answer);
         assert!(r.allowed);
         let warnings = r.warnings.as_ref().unwrap();
@@ -595,38 +700,35 @@ mod tests {
         assert!(warnings[0].chars().count() <= 256);
 
         let audit = RequestOptions::from_query(Some("mode=audit")).unwrap();
-        let (answer, outcome) = review(&active(), &config_map_review("CREATE", INSECURE), &audit);
+        let (answer, outcome) = judge(&active(), &config_map_review("CREATE", INSECURE), &audit);
         let r = response(&answer);
         assert!(r.allowed && r.warnings.is_none());
         assert_eq!(r.audit_annotations["violations"], "1");
-        assert_eq!(
-            outcome.findings,
-            [(RuleId::ServerSecurityMissing, Mode::Audit)]
-        );
+        assert_eq!(outcome.findings, [(RuleId::ServerSecurityMissing, "audit")]);
     }
 
     #[test]
     fn production_all_makes_every_server_production() {
         let staging = INSECURE.replace("production:", "staging:");
-        let (answer, _) = review(
+        let (answer, _) = judge(
             &active(),
             &config_map_review("CREATE", &staging),
             &RequestOptions::default(),
         );
         assert!(response(&answer).allowed);
         let all = RequestOptions::from_query(Some("production=all")).unwrap();
-        let (answer, _) = review(&active(), &config_map_review("CREATE", &staging), &all);
+        let (answer, _) = judge(&active(), &config_map_review("CREATE", &staging), &all);
         assert!(!response(&answer).allowed);
     }
 
     #[test]
     fn unreadable_requests_are_invalid_with_the_uid_when_known() {
-        let (answer, outcome) = review(&active(), b"not json", &RequestOptions::default());
+        let (answer, outcome) = judge(&active(), b"not json", &RequestOptions::default());
         assert_eq!(response(&answer).result.code, 400);
         assert_eq!(outcome.verdict, Verdict::Invalid);
 
         let wrong = json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "u-9"}});
-        let (answer, _) = review(
+        let (answer, _) = judge(
             &active(),
             &serde_json::to_vec(&wrong).unwrap(),
             &RequestOptions::default(),
@@ -635,7 +737,7 @@ mod tests {
         assert!(!response(&answer).allowed);
 
         let no_request = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"});
-        let (answer, _) = review(
+        let (answer, _) = judge(
             &active(),
             &serde_json::to_vec(&no_request).unwrap(),
             &RequestOptions::default(),
@@ -645,7 +747,7 @@ mod tests {
         let mut no_object: Value =
             serde_json::from_slice(&config_map_review("CREATE", SECURE)).unwrap();
         no_object["request"]["object"] = Value::Null;
-        let (answer, _) = review(
+        let (answer, _) = judge(
             &active(),
             &serde_json::to_vec(&no_object).unwrap(),
             &RequestOptions::default(),
@@ -664,7 +766,7 @@ mod tests {
             members[key].get()
         };
         let spec = member(member(member(body, "request"), "object"), "spec");
-        let (_, outcome) = review(&active(), body.as_bytes(), &RequestOptions::default());
+        let (_, outcome) = judge(&active(), body.as_bytes(), &RequestOptions::default());
         assert_eq!(outcome.document_bytes, [spec.len()]);
     }
 
@@ -678,11 +780,11 @@ mod tests {
         let body = serde_json::to_string(&update)
             .unwrap()
             .replace("\"placeholder\"", &deep);
-        let (answer, outcome) = review(&active(), body.as_bytes(), &RequestOptions::default());
+        let (answer, outcome) = judge(&active(), body.as_bytes(), &RequestOptions::default());
         assert!(response(&answer).allowed, "{:?}", response(&answer).result);
         assert_eq!(outcome.verdict, Verdict::Allowed);
         let body = body.replace(&deep, r#"{"a": 1, "a": 2}"#);
-        let (answer, _) = review(&active(), body.as_bytes(), &RequestOptions::default());
+        let (answer, _) = judge(&active(), body.as_bytes(), &RequestOptions::default());
         assert!(response(&answer).allowed);
 
         for (member, value, says) in [
@@ -698,7 +800,7 @@ mod tests {
         ] {
             let mut wrong = update.clone();
             wrong["request"][member] = value;
-            let (answer, outcome) = review(
+            let (answer, outcome) = judge(
                 &active(),
                 &serde_json::to_vec(&wrong).unwrap(),
                 &RequestOptions::default(),

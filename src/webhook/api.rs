@@ -12,7 +12,9 @@ use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 use tracing::info;
 
-use super::admission::{self, Outcome, RequestOptions, Verdict};
+use k8s_openapi::jiff::Timestamp;
+
+use super::admission::{self, Context, Outcome, RequestOptions, Verdict};
 use crate::service::Shared;
 
 #[derive(Debug, Clone)]
@@ -74,6 +76,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .shared
         .metrics
         .set_memo_size(active.memo.len(), active.memo.weight());
+    // Exceptions change state with the clock alone: counted when read.
+    let states = state.shared.exceptions.load().states(
+        &active.exceptions,
+        &active.kubernetes,
+        Timestamp::now(),
+    );
+    state.shared.metrics.set_exception_states(&states);
     (
         [(
             header::CONTENT_TYPE,
@@ -147,13 +156,26 @@ async fn answer(
         Err(why) => admission::invalid(&admission::uid_of(&body), &why),
         Ok(options) => {
             let active = state.shared.config.load_full();
+            let exceptions = state.shared.exceptions.load_full();
+            // The replica's clock: exceptions expire by it.
+            let now = Timestamp::now();
             if body.len() <= INLINE_BYTES {
-                admission::review(&active, &body, &options)
+                let context = Context {
+                    active: &active,
+                    exceptions: &exceptions,
+                    now,
+                };
+                admission::review(&context, &body, &options)
             } else {
                 let deadline = deadline(query.as_deref(), state.request_timeout);
                 let work_body = body.clone();
                 let work = tokio::task::spawn_blocking(move || {
-                    admission::review(&active, &work_body, &options)
+                    let context = Context {
+                        active: &active,
+                        exceptions: &exceptions,
+                        now,
+                    };
+                    admission::review(&context, &work_body, &options)
                 });
                 match tokio::time::timeout(deadline, work).await {
                     Ok(Ok(answer)) => answer,
@@ -221,7 +243,7 @@ fn log(outcome: &Outcome, elapsed: Duration) {
         && outcome
             .findings
             .iter()
-            .any(|(_, m)| *m == crate::engine::finding::Mode::Audit)
+            .any(|(_, effect)| *effect == crate::engine::finding::Mode::Audit.as_str())
     {
         info!(uid = %outcome.uid, kind = %outcome.kind, namespace = %outcome.namespace, name = %outcome.name, findings = %findings.join(","), "audit: allowed with violations");
     }
@@ -314,7 +336,7 @@ mod tests {
         let warned = Outcome {
             findings: vec![(
                 crate::engine::finding::RuleId::ServerSecurityMissing,
-                crate::engine::finding::Mode::Warn,
+                "warn",
             )],
             ..clean
         };

@@ -917,8 +917,7 @@ impl FakeApi {
     pub async fn census(&self) -> asyncapi_guard::audit::list::Census {
         asyncapi_guard::audit::list::census(
             &self.client("default"),
-            &asyncapi_guard::engine::Engine::default(),
-            &asyncapi_guard::kubernetes::extract::ExtractConfig::default(),
+            &asyncapi_guard::service::state::ActiveConfig::default(),
             None,
             100,
         )

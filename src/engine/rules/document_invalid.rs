@@ -24,6 +24,7 @@ fn whole(pos: Pos, message: String, hint: &str) -> Finding {
         message,
         hint: Some(hint.to_owned()),
         mode: Mode::Enforce,
+        waiver: None,
     }
 }
 

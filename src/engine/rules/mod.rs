@@ -77,6 +77,7 @@ pub(crate) fn finding(
         message,
         hint,
         mode: Mode::Enforce,
+        waiver: None,
     }
 }
 
