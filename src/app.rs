@@ -27,17 +27,23 @@ pub struct AuditOptions {
 pub struct ServeOptions {
     pub webhook: WebhookOptions,
     pub audit: Option<AuditOptions>,
+    /// Watch the cluster's `AsyncAPIException`s and apply them (needs credentials).
+    pub exceptions: bool,
 }
 
 /// The longest the audit may take, after the shutdown signal, to release its Lease.
 const AUDIT_RELEASE: Duration = Duration::from_secs(4);
 
-/// The audit needs credentials at start (a missing service account stops start-up), but
-/// never the API server itself: it retries while the webhook serves.
+/// The audit and the exceptions watch need credentials at start (a missing service account
+/// stops start-up), but never the API server itself: they retry while the webhook serves.
+async fn cluster_config(needed_by: &str) -> anyhow::Result<kube::Config> {
+    kube::Config::infer().await.with_context(|| {
+        format!("{needed_by} needs Kubernetes credentials (in-cluster or a kubeconfig)")
+    })
+}
+
 async fn audit_settings(options: &AuditOptions) -> anyhow::Result<(kube::Config, AuditSettings)> {
-    let kube_config = kube::Config::infer()
-        .await
-        .context("--audit needs Kubernetes credentials (in-cluster or a kubeconfig)")?;
+    let kube_config = cluster_config("--audit").await?;
     let identity = options
         .identity
         .clone()
@@ -64,6 +70,18 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     };
     let shared = Shared::new(config);
     let shutdown = Shutdown::new();
+    let exceptions = if options.exceptions {
+        let client = kube::Client::try_from(cluster_config("--exceptions").await?)
+            .context("cannot make a Kubernetes client for the exceptions watch")?;
+        shared.health.wait_for_exceptions();
+        Some(tokio::spawn(crate::service::exceptions::keep(
+            client,
+            shared.clone(),
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
 
     let audit_thread = match audit {
         Some((kube_config, settings)) => Some(
@@ -90,6 +108,9 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     // Whatever ended the webhook ends the rest.
     shutdown.cancel();
     signals.abort();
+    if let Some(exceptions) = exceptions {
+        exceptions.abort();
+    }
     if let Some(thread) = audit_thread {
         let joined = tokio::time::timeout(
             AUDIT_RELEASE,

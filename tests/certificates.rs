@@ -80,6 +80,7 @@ const CONFIGURATIONS: &str = fake_api::WEBHOOK_CONFIGURATIONS;
 async fn first_start_creates_the_secret_writes_the_files_and_sets_the_ca_bundle() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::new();
+    api.ensure_namespace("guard");
     api.create(CONFIGURATIONS, None, rendered_configuration());
     let managed = managed(api.client("guard"), dir.path());
     let material = managed.reconcile().await.unwrap();
@@ -143,6 +144,7 @@ async fn first_start_creates_the_secret_writes_the_files_and_sets_the_ca_bundle(
 async fn a_configuration_created_later_or_replaced_without_its_ca_bundle_gets_it_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::new();
+    api.ensure_namespace("guard");
     let managed = managed(api.client("guard"), dir.path());
     let material = managed.reconcile().await.unwrap();
     let ca = material.ca_bundle.clone();
@@ -202,6 +204,7 @@ async fn a_configuration_created_later_or_replaced_without_its_ca_bundle_gets_it
 #[tokio::test]
 async fn two_replicas_agree_on_one_secret_and_both_keep_the_ca_bundle() {
     let api = FakeApi::new();
+    api.ensure_namespace("guard");
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let first = managed(api.client("guard"), one.path());
     let second = managed(api.client("guard"), two.path());
@@ -232,6 +235,7 @@ async fn two_replicas_agree_on_one_secret_and_both_keep_the_ca_bundle() {
 async fn a_replica_behind_a_ca_rotation_follows_the_secret_instead_of_fighting() {
     use asyncapi_guard::webhook::certificates::{Plan, issue};
     let api = FakeApi::new();
+    api.ensure_namespace("guard");
     let dir = tempfile::tempdir().unwrap();
     let behind = managed(api.client("guard"), dir.path());
     let old = behind.reconcile().await.unwrap();
@@ -285,6 +289,7 @@ async fn a_replica_behind_a_ca_rotation_follows_the_secret_instead_of_fighting()
 #[tokio::test]
 async fn an_ip_name_does_not_reissue_the_certificate_at_every_start() {
     let api = FakeApi::new();
+    api.ensure_namespace("guard");
     let dir = tempfile::tempdir().unwrap();
     let with_ip = |client| SelfManaged {
         dns_names: vec!["asyncapi-guard.guard.svc".into(), "127.0.0.1".into()],

@@ -59,6 +59,11 @@ pub struct ServeArgs {
     /// status, emits Events on non-compliant and unguarded ConfigMaps, and exports gauges.
     #[arg(long, env = "ASYNCAPI_GUARD_AUDIT")]
     pub audit: bool,
+    /// Watch the cluster's AsyncAPIException objects and apply those in force (needs
+    /// Kubernetes credentials, and the RBAC to list and watch them). The server is ready
+    /// once it has listed them; without their CRD there are none.
+    #[arg(long, env = "ASYNCAPI_GUARD_EXCEPTIONS")]
+    pub exceptions: bool,
     /// The audit's Lease, in --namespace.
     #[arg(
         long,
@@ -171,6 +176,7 @@ impl ServeArgs {
                 shutdown_grace: self.shutdown_grace,
                 reload_interval: self.reload_interval,
             },
+            exceptions: self.exceptions,
             audit: self.audit.then(|| AuditOptions {
                 lease: self.audit_lease.clone(),
                 namespace: self.namespace.clone(),

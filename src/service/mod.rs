@@ -3,6 +3,8 @@
 //! audit both import this module; neither imports the other, and the composition root
 //! ([`crate::app`]) wires them together.
 
+pub mod backoff;
+pub mod exceptions;
 pub mod metrics;
 pub mod state;
 

@@ -57,10 +57,12 @@ impl Default for ActiveConfig {
 }
 
 /// Readiness. The server listens only once its certificate and configuration are loaded,
-/// and reloads keep the last good ones, so what remains to say is whether it is draining.
+/// and reloads keep the last good ones, so what remains to say is whether it is draining,
+/// and, where it watches exceptions, whether it has listed them once.
 #[derive(Debug, Default)]
 pub struct Health {
     draining: AtomicBool,
+    waiting_for_exceptions: AtomicBool,
 }
 
 impl Health {
@@ -72,10 +74,22 @@ impl Health {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// Not ready until [`Self::exceptions_listed`]: a replica that judged without the
+    /// exceptions would refuse what they accept.
+    pub fn wait_for_exceptions(&self) {
+        self.waiting_for_exceptions.store(true, Ordering::Release);
+    }
+
+    pub fn exceptions_listed(&self) {
+        self.waiting_for_exceptions.store(false, Ordering::Release);
+    }
+
     /// `Ok` when ready, else why not.
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.is_draining() {
             Err("draining")
+        } else if self.waiting_for_exceptions.load(Ordering::Acquire) {
+            Err("the exceptions are not listed yet")
         } else {
             Ok(())
         }

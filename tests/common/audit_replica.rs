@@ -26,7 +26,10 @@ pub struct Replica {
     shutdown: Shutdown,
 }
 
+/// Starts a replica's audit; its namespace (the release's, where the Lease is) is created
+/// first when missing, as installing the chart does.
 pub fn start(api: &FakeApi, shared: Shared, settings: AuditSettings) -> Replica {
+    api.ensure_namespace(&settings.namespace);
     let shutdown = Shutdown::new();
     let running = tokio::task::spawn_local(controller::run(
         api.client("asyncapi-guard"),
