@@ -108,13 +108,77 @@ def selector_matches(selector, labels):
     return True
 
 
+EXCEPTIONS_ENTRY = "exceptions.asyncapi-guard.io"
+
+
+def check_exceptions_entry(label, values, entries):
+    """AsyncAPIExceptions are judged in every namespace (one outside exceptions.namespaces is
+    refused with the reason), and a server that is down lets them through: every decision
+    checks an exception again."""
+    if not values["exceptions"]["enabled"]:
+        check(not entries, f"{label}: no exceptions entry when exceptions are off")
+        return
+    if not check(len(entries) == 1, f"{label}: one webhook entry for AsyncAPIExceptions"):
+        return
+    e = entries[0]
+    where = f"{label}: webhook {e['name']}"
+    check(e["failurePolicy"] == "Ignore", f"{where}: failurePolicy Ignore")
+    check("namespaceSelector" not in e and "objectSelector" not in e, f"{where}: every namespace")
+    check(e["rules"] == [{"apiGroups": ["asyncapi-guard.io"], "apiVersions": ["v1alpha1"], "resources": ["asyncapiexceptions"],
+                          "operations": ["CREATE", "UPDATE"], "scope": "Namespaced"}], f"{where}: rules")
+    check(e["clientConfig"]["service"]["path"] == "/validate/enforce", f"{where}: path")
+    check(e["sideEffects"] == "None" and e["admissionReviewVersions"] == ["v1"], f"{where}: sideEffects and versions")
+
+
+def check_exceptions(label, values, rendered, objects):
+    """Exceptions count where the values say (the release's namespace by default), each
+    replica may read them, and a platform team has a role to bind to grant them."""
+    config = yaml.safe_load(yaml.safe_load(rendered["asyncapi-guard/templates/configmap.yaml"])["data"]["config.yaml"])
+    want = values["exceptions"]["namespaces"] or [NAMESPACE]
+    check(config["exceptions"]["namespaces"] == want, f"{label}: exceptions count in {config['exceptions']['namespaces']}, want {want}")
+    check(config["exceptions"]["maxDuration"] == values["exceptions"]["maxDuration"], f"{label}: exceptions.maxDuration")
+    roles = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ClusterRole"}
+    reader = roles.get(f"{RELEASE}-asyncapi-guard-exceptions")
+    if values["exceptions"]["enabled"]:
+        check(reader and any("asyncapiexceptions" in r["resources"] and set(r["verbs"]) == {"get", "list", "watch"} for r in reader["rules"]),
+              f"{label}: the pods may list and watch AsyncAPIExceptions")
+        deployment = one(objects, "Deployment")
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        check("--exceptions" in args, f"{label}: the server watches exceptions")
+    granter = roles.get(f"{RELEASE}-asyncapi-guard-exception-granter")
+    if values["exceptions"]["granterRole"]:
+        check(granter and any("create" in r["verbs"] and r["resources"] == ["asyncapiexceptions"] for r in granter["rules"]),
+              f"{label}: a ClusterRole to grant exceptions")
+    crd = [c for c in crds() if c["spec"]["names"]["kind"] == "AsyncAPIException"]
+    if check(len(crd) == 1, "the AsyncAPIException CRD is in crds/"):
+        schema = crd[0]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        good = {"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPIException", "metadata": {"name": "x"},
+                "spec": {"match": {"namespace": "payments", "kind": "ConfigMap", "name": "orders-api", "key": "asyncapi.yaml",
+                                   "paths": ["/servers/legacy"]},
+                         "rules": ["server-security-missing"], "reason": "legacy", "expires": "2027-01-01T00:00:00Z"}}
+        try:
+            jsonschema.validate(good, schema)
+        except jsonschema.ValidationError as e:
+            check(False, f"the AsyncAPIException CRD refuses a good exception: {e.message}")
+        for broken, what in [({"rules": []}, "no rules"), ({"rules": ["server-security"]}, "an unknown rule"), ({"reason": ""}, "an empty reason")]:
+            bad = json.loads(json.dumps(good))
+            bad["spec"].update(broken)
+            try:
+                jsonschema.validate(bad, schema)
+                check(False, f"the AsyncAPIException CRD accepts {what}")
+            except jsonschema.ValidationError:
+                pass
+
+
 def check_webhook(label, values, objects):
     webhook = one(objects, "ValidatingWebhookConfiguration")
     service = one(objects, "Service")
     if not check(webhook and service, f"{label}: one ValidatingWebhookConfiguration and one Service"):
         return
     mode = values["certificates"]["mode"]
-    entries = webhook["webhooks"]
+    exception_entries = [e for e in webhook["webhooks"] if e["name"] == EXCEPTIONS_ENTRY]
+    entries = [e for e in webhook["webhooks"] if e["name"] != EXCEPTIONS_ENTRY]
+    check_exceptions_entry(label, values, exception_entries)
     excluded = SYSTEM_NAMESPACES | {NAMESPACE} | set(values["webhook"]["excludeNamespaces"])
     names = [e["name"] for e in entries]
     check(len(names) == len(set(names)), f"{label}: webhook names are unique")
@@ -210,7 +274,7 @@ def check_workload(label, values, rendered, objects):
     check(security.get("capabilities", {}).get("drop") == ["ALL"], f"{label}: drop ALL capabilities")
     check(pod_security.get("seccompProfile", {}).get("type") == "RuntimeDefault" and security.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{label}: seccomp RuntimeDefault")
     audit = values["audit"]["enabled"]
-    needs_api = mode == "selfManaged" or audit
+    needs_api = mode == "selfManaged" or audit or values["exceptions"]["enabled"]
     check(spec.get("automountServiceAccountToken") is needs_api, f"{label}: service-account token mounted only when the pods call the API server")
     check("command" not in container and container["args"][0] == "serve", f"{label}: the image's entrypoint runs `serve`")
     annotation = deployment["spec"]["template"]["metadata"]["annotations"].get("checksum/config")
@@ -222,7 +286,7 @@ def check_workload(label, values, rendered, objects):
     if mode == "selfManaged":
         check("--tls-secret" in listen and "--webhook-configuration" in listen, f"{label}: self-managed certificates")
         role = [o for o in objects if o["kind"] == "Role"]
-        cluster_role = [o for o in objects if o["kind"] == "ClusterRole"]
+        cluster_role = [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-certificates")]
         check(len(role) == 1 and any(r.get("resourceNames") == [listen.get("--tls-secret")] for r in role[0]["rules"]), f"{label}: the Role names the certificate Secret")
         check(len(cluster_role) == 1 and cluster_role[0]["rules"][0]["resourceNames"] == [listen.get("--webhook-configuration")], f"{label}: the ClusterRole names the webhook configuration")
         webhook = one(objects, "ValidatingWebhookConfiguration")
@@ -232,7 +296,9 @@ def check_workload(label, values, rendered, objects):
         want = values["certificates"]["existingSecret"]["name"] if mode == "existingSecret" else (one(objects, "Certificate") or {}).get("spec", {}).get("secretName")
         check(secret and secret == want, f"{label}: mounts the certificate Secret ({secret} vs {want})")
         if not audit:
-            check(not [o for o in objects if o["kind"] in ("Role", "ClusterRole")], f"{label}: no RBAC when the pods need none")
+            bound = {b["roleRef"]["name"] for b in objects if b["kind"] in ("RoleBinding", "ClusterRoleBinding")}
+            want = {f"{RELEASE}-asyncapi-guard-exceptions"} if values["exceptions"]["enabled"] else set()
+            check(bound == want, f"{label}: the pods are granted only what they need: {sorted(bound)}, want {sorted(want)}")
     env = {e["name"]: e for e in container.get("env", [])}
     audit_roles = [o for o in objects if o["kind"] in ("Role", "ClusterRole") and o["metadata"]["name"].endswith("-audit")]
     if audit:
@@ -259,7 +325,8 @@ def check_workload(label, values, rendered, objects):
             check(not (reports & granted), f"{label}: no OpenReports RBAC without audit.reports")
         check(wanted <= granted, f"{label}: the audit's RBAC grants {sorted(wanted - granted)}")
         writes = {g for g in granted if g[3] in ("create", "update", "patch", "delete") }
-        allowed_writes = {g for g in wanted if g[3] in ("create", "update", "patch", "delete")} | {(("events.k8s.io",), ("events",), (), "patch")}
+        allowed_writes = {g for g in wanted if g[3] in ("create", "update", "patch", "delete")} | {(("events.k8s.io",), ("events",), (), "patch"),
+                                                                                                    (("asyncapi-guard.io",), ("asyncapiexceptions/status",), (), "patch")}
         check(writes <= allowed_writes, f"{label}: the audit's RBAC writes only what it must: {sorted(writes - allowed_writes)}")
     else:
         check("--audit" not in container["args"] and not audit_roles, f"{label}: no audit, no audit RBAC")
@@ -300,12 +367,14 @@ def check_audit_follows_the_webhook(label, values, rendered, objects):
     webhook = one(objects, "ValidatingWebhookConfiguration")
     check(scope["defaultMode"] == values["webhook"]["defaultMode"], f"{label}: the audit's default mode is the webhook's")
     for e in webhook["webhooks"]:
+        if e["name"] == EXCEPTIONS_ENTRY:
+            continue
         names_rule = [x for x in e["namespaceSelector"]["matchExpressions"] if x["key"] == "kubernetes.io/metadata.name"][0]
         check(sorted(names_rule["values"]) == sorted(scope["exclude"]), f"{label}: {e['name']} and the audit exclude the same namespaces")
 
 
 def check_crd_accepts_examples():
-    crd = crds()[0]
+    crd = [c for c in crds() if c["spec"]["names"]["kind"] == "AsyncAPI"][0]
     version = crd["spec"]["versions"][0]
     schema = version["schema"]["openAPIV3Schema"]
     examples = [d for d in yaml.safe_load_all(open(os.path.join(ROOT, "examples", "manifests.yaml"))) if d and d.get("kind") == "AsyncAPI"]
@@ -434,6 +503,7 @@ def main():
         check_workload(label, merged, first, objects)
         check_config_loads(label, binary, first)
         check_audit_follows_the_webhook(label, merged, first, objects)
+        check_exceptions(label, merged, first, objects)
         check_args_parse(label, binary, objects)
         if not values:
             default_objects = objects

@@ -59,7 +59,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Whether the pods talk to the API server (and need a service-account token). */}}
 {{- define "asyncapi-guard.needsApi" -}}
-{{- if or (eq .Values.certificates.mode "selfManaged") .Values.audit.enabled }}true{{ end }}
+{{- if or (eq .Values.certificates.mode "selfManaged") .Values.audit.enabled .Values.exceptions.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Namespaces where exceptions count: as configured, or the release's own. */}}
+{{- define "asyncapi-guard.exceptionNamespaces" -}}
+{{- if .Values.exceptions.namespaces }}
+{{- .Values.exceptions.namespaces | uniq | toJson }}
+{{- else }}
+{{- list .Release.Namespace | toJson }}
+{{- end }}
 {{- end }}
 
 {{/* The configuration file, from .Values.policy and the Kubernetes values. */}}
@@ -85,6 +94,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       "production" $production
       "limits" .Values.policy.limits
       "kubernetes" (dict "inspectAllConfigMaps" .Values.inspectAllConfigMaps "kinds" $kinds
-                         "namespaces" (dict "defaultMode" .Values.webhook.defaultMode "exclude" (include "asyncapi-guard.excludedNamespaces" . | fromJsonArray))) }}
+                         "namespaces" (dict "defaultMode" .Values.webhook.defaultMode "exclude" (include "asyncapi-guard.excludedNamespaces" . | fromJsonArray)))
+      "exceptions" (dict "namespaces" (include "asyncapi-guard.exceptionNamespaces" . | fromJsonArray)
+                         "maxDuration" .Values.exceptions.maxDuration "warnBefore" .Values.exceptions.warnBefore) }}
 {{- toYaml $config }}
 {{- end }}
