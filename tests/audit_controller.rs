@@ -385,3 +385,49 @@ async fn a_resource_nested_deeper_than_serde_json_allows_is_judged_and_the_watch
         })
         .await;
 }
+
+/// With `inspectAllConfigMaps`, admission judges an unlabelled ConfigMap that holds AsyncAPI:
+/// so does the audit, which used to call it unguarded, leave it out of the OpenReports and
+/// report it apart.
+#[tokio::test]
+async fn with_inspect_all_an_unlabelled_config_map_is_guarded_as_admission_judges_it() {
+    let api = FakeApi::new();
+    api.create(
+        fake_api::CONFIG_MAPS,
+        Some("team-a"),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "legacy", "namespace": "team-a"},
+               "data": {"api": INSECURE, "notes": "plain text"}}),
+    );
+    let census_with = |inspect_all: bool| {
+        let api = api.clone();
+        async move {
+            let config = asyncapi_guard::service::state::ActiveConfig::from(
+                asyncapi_guard::config::Config::parse(
+                    format!("kubernetes:\n  inspectAllConfigMaps: {inspect_all}\n").as_bytes(),
+                    "c.yaml",
+                )
+                .unwrap(),
+            );
+            asyncapi_guard::audit::list::census(&api.client("default"), &config, None, 100)
+                .await
+                .unwrap()
+        }
+    };
+    let census = census_with(true).await;
+    let [legacy] = census.audited.as_slice() else {
+        panic!("{:?}", census.audited)
+    };
+    assert!(legacy.guarded(), "admission judges it, so it is guarded");
+    assert!(!legacy.compliant());
+    let reports = legacy.reports();
+    assert!(reports.iter().all(|r| r.unguarded.is_none()));
+    let event = asyncapi_guard::audit::status::object_event(legacy).unwrap();
+    assert_eq!(event.reason, "NonCompliant");
+
+    // Without it, admission never sees the ConfigMap: unguarded.
+    let census = census_with(false).await;
+    assert!(!census.audited[0].guarded());
+    let event = asyncapi_guard::audit::status::object_event(&census.audited[0]).unwrap();
+    assert_eq!(event.reason, "Unguarded");
+}

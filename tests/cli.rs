@@ -332,3 +332,93 @@ fn the_label_false_opts_out_and_a_key_without_extension_is_judged_by_content() {
         "{text}"
     );
 }
+
+/// `--exceptions` applies AsyncAPIException manifests as the cluster would: the one in force
+/// covers its finding (excepted, exit 0); one in a namespace where exceptions do not count,
+/// or expired, covers nothing and says why on standard error.
+#[test]
+fn exceptions_cover_findings_as_in_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("orders.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: orders-api\n  namespace: payments\n  labels:\n    asyncapi-guard.io/document: 'true'\ndata:\n  asyncapi.yaml: |\n    asyncapi: 3.0.0\n    servers:\n      production:\n        host: x\n        protocol: amqp\n",
+    )
+    .unwrap();
+    let expires = |days: i64| {
+        k8s_openapi::jiff::Timestamp::now()
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_hours(24 * days))
+            .unwrap()
+            .to_string()
+    };
+    let exception = |namespace: &str, name: &str, expires: String| {
+        format!(
+            "apiVersion: asyncapi-guard.io/v1alpha1\nkind: AsyncAPIException\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  match: {{namespace: payments, kind: ConfigMap, name: orders-api, key: asyncapi.yaml}}\n  rules: [server-security-missing]\n  reason: legacy broker\n  expires: '{expires}'\n"
+        )
+    };
+    let exceptions = dir.path().join("exceptions");
+    std::fs::create_dir(&exceptions).unwrap();
+    let write = |file: &str, text: String| std::fs::write(exceptions.join(file), text).unwrap();
+    write(
+        "ignored.yaml",
+        [
+            exception("payments", "self-service", expires(10)),
+            exception("asyncapi-guard", "late", expires(-1)),
+        ]
+        .join("---\n"),
+    );
+
+    let manifest = manifest.to_str().unwrap();
+    let exceptions_dir = exceptions.to_str().unwrap();
+    let out = check(&["--exceptions", exceptions_dir, manifest], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exception payments/self-service does not apply: it is in namespace \"payments\", where exceptions do not count"), "{stderr}");
+    assert!(
+        stderr.contains("exception asyncapi-guard/late does not apply: it expired at"),
+        "{stderr}"
+    );
+
+    write(
+        "legacy.yaml",
+        exception("asyncapi-guard", "legacy-orders", expires(30)),
+    );
+    let out = check(
+        &["--exceptions", exceptions_dir, "--format", "json", manifest],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let report = json(&out);
+    let file = &report["files"][0];
+    assert_eq!(file["allowed"], true);
+    let excepted = &file["violations"][0]["excepted"];
+    assert_eq!(excepted["by"], "asyncapi-guard/legacy-orders");
+    assert_eq!(excepted["reason"], "legacy broker");
+    let out = check(&["--exceptions", exceptions_dir, manifest], None);
+    assert!(
+        stdout(&out).contains("[server-security-missing] production server \"production\" declares no security; reference a scheme from components.securitySchemes (excepted by asyncapi-guard/legacy-orders until "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).ends_with("1 document checked: 1 allowed, 0 denied (1 finding excepted)\n"),
+        "{}",
+        stdout(&out)
+    );
+    // SARIF: a suppressed result, which code scanning shows as dismissed.
+    let out = check(
+        &[
+            "--exceptions",
+            exceptions_dir,
+            "--format",
+            "sarif",
+            manifest,
+        ],
+        None,
+    );
+    let sarif = json(&out);
+    assert_eq!(
+        sarif["runs"][0]["results"][0]["suppressions"][0]["kind"],
+        "external"
+    );
+}

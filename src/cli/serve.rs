@@ -118,10 +118,17 @@ pub enum LogFormat {
     Text,
 }
 
-/// Logs to stderr; `RUST_LOG` filters (default `info`).
+/// Logs to stderr; `RUST_LOG` filters (default `info`). kube's client logs every failed
+/// request at error level, so an API server outage would print a line per retry of every
+/// watch; the parts that retry say so themselves, once per outage, so that logger is off
+/// unless `RUST_LOG` names it.
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    if !directives.contains("kube_client") {
+        directives.push_str(",kube_client::client::builder=off");
+    }
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a person at a terminal: a redirected log must stay plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

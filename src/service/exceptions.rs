@@ -4,7 +4,8 @@
 //!
 //! - Until the first list has completed, the replica is not ready (`/readyz`).
 //! - While the watch is down, the last known set stays in force; the
-//!   `asyncapi_guard_exceptions_stale` gauge is 1 and one log line says so.
+//!   `asyncapi_guard_exceptions_stale` gauge is 1 and one log line says so. It is 0 again
+//!   once a new list has completed ([`relisting`]).
 //! - Without the CRD there are no exceptions: said once, looked for again on the watch's
 //!   backoff, and picked up once the CRD is installed.
 
@@ -14,17 +15,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::{Api, DynamicObject};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
-use super::backoff::QuickBackoff;
+use super::watch::relisting;
 use super::{Shared, Shutdown};
 use crate::kubernetes::exceptions::{Exception, ExceptionSet, exception_resource};
 
-/// How long a watch may stay down before a replica that has never listed the exceptions
-/// says so again in its log.
-const QUIET: Duration = Duration::from_secs(60);
+/// How often a watch that stays down is said again in the log.
+const QUIET: Duration = Duration::from_secs(300);
 
 /// Where the watch stands, for what it logs and exposes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,14 +40,13 @@ enum Standing {
 /// Keeps `shared.exceptions` equal to the cluster's exceptions until `shutdown`.
 pub async fn keep(client: Client, shared: Shared, shutdown: Shutdown) {
     let api: Api<DynamicObject> = Api::all_with(client, &exception_resource());
-    let mut events = watcher(api, watcher::Config::default())
-        .backoff(QuickBackoff::default())
-        .boxed();
+    let mut events = relisting(api, watcher::Config::default()).boxed();
     // By uid; `listing` holds a re-list until it is complete.
     let mut current: BTreeMap<String, Exception> = BTreeMap::new();
     let mut listing: Option<BTreeMap<String, Exception>> = None;
     let mut standing = Standing::Starting;
-    let mut last_said = tokio::time::Instant::now();
+    // When the watch went down, and when that was last said.
+    let mut down: Option<tokio::time::Instant> = None;
     loop {
         let event = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -83,6 +82,7 @@ pub async fn keep(client: Client, shared: Shared, shutdown: Shutdown) {
                     );
                 }
                 standing = Standing::Current;
+                down = None;
                 shared.metrics.exceptions_stale.set(0);
                 shared.health.exceptions_listed();
             }
@@ -105,18 +105,19 @@ pub async fn keep(client: Client, shared: Shared, shutdown: Shutdown) {
                     );
                 }
                 standing = Standing::NoCrd;
+                down = None;
                 current.clear();
                 publish(&current);
                 shared.metrics.exceptions_stale.set(0);
                 shared.health.exceptions_listed();
             }
             Err(error) => {
-                let never_listed = standing == Standing::Starting;
-                if standing != Standing::Stale || (never_listed && last_said.elapsed() > QUIET) {
+                // Once per outage (and again if it lasts), not once per retry.
+                if down.is_none_or(|since| since.elapsed() > QUIET) {
                     warn!(error = %error, exceptions = current.len(), "exceptions: the watch is down; the last known exceptions stay in force until it is back");
-                    last_said = tokio::time::Instant::now();
+                    down = Some(tokio::time::Instant::now());
                 }
-                if !never_listed {
+                if standing != Standing::Starting {
                     standing = Standing::Stale;
                 }
                 shared.metrics.exceptions_stale.set(1);

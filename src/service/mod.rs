@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod exceptions;
 pub mod metrics;
 pub mod state;
+pub mod watch;
 
 use std::sync::Arc;
 

@@ -127,7 +127,13 @@ pub struct Server {
 impl Server {
     /// Starts the binary with `args` (plus ephemeral ports) and waits until it listens.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// As [`Server::start`], with environment variables (`KUBECONFIG`).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Server {
         let mut command = Command::new(super::binary());
+        command.envs(env.iter().copied());
         command
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]);
@@ -377,9 +383,36 @@ impl Pki {
 
     /// The server with this PKI's certificate and `extra` flags.
     pub fn start_server(&self, extra: &[&str]) -> Server {
+        self.start_server_with_env(extra, &[])
+    }
+
+    /// The server with this PKI's certificate, `extra` flags and environment variables.
+    pub fn start_server_with_env(
+        &self,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Server {
         let mut args = self.tls_args();
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        Server::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        Server::start_with_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), env)
+    }
+
+    /// Waits until `/readyz` answers 200, or fails the test after `within`.
+    pub async fn wait_until_ready(server: &Server, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = plain_get(server.metrics, "/readyz").await;
+            if status == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready after {within:?}: {} {:?}",
+                String::from_utf8_lossy(&body),
+                server.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn tls_args(&self) -> Vec<String> {
