@@ -1,18 +1,17 @@
-//! The audit's calls to the API server, against scripted exchanges: list paging, the status
-//! it writes (and does not rewrite), the Events it emits.
+//! The audit's calls to the API server: the CLI census's list paging against scripted
+//! exchanges; the in-cluster audit's writes (the status it writes and does not rewrite, the
+//! Events it emits, what a re-list forgets) against the fake API server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::time::Duration;
 
-use asyncapi_guard::audit::controller::{AuditSettings, Auditor, audit_once};
 use asyncapi_guard::audit::list;
-use asyncapi_guard::audit::{asyncapi_resource, config_map_resource};
-use asyncapi_guard::kubernetes::raw_object::RawObject;
-use asyncapi_guard::service::Shared as AppState;
-use asyncapi_guard::service::metrics::Metrics;
+use asyncapi_guard::service::Shared;
 use asyncapi_guard::service::state::ActiveConfig;
+use common::audit_replica::{settings, start};
+use common::fake_api::{self, FakeApi};
 use common::mock_api::{self, status};
 use http::Method;
 use serde_json::{Value, json};
@@ -138,214 +137,190 @@ async fn the_census_pages_through_lists_and_reports_what_it_could_not_list() {
     );
 }
 
-fn state() -> AppState {
-    AppState::default()
-}
+const SECURE: &str = "asyncapi: 3.0.0\nservers:\n  production:\n    host: x\n    protocol: amqp\n    security:\n      - $ref: '#/components/securitySchemes/up'\ncomponents:\n  securitySchemes:\n    up: {type: userPassword}\n";
 
-fn resource(status: Option<Value>) -> RawObject {
+/// An AsyncAPI resource in `payments` whose document is insecure, with `status`.
+fn resource(name: &str, status: Option<Value>) -> Value {
     let mut object = json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
-        "metadata": {"name": "orders", "namespace": "payments", "uid": "uid-orders", "generation": 3, "resourceVersion": "7"},
+        "metadata": {"name": name, "namespace": "payments"},
         "spec": {"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}}}});
     if let Some(status) = status {
         object["status"] = status;
     }
-    RawObject::from_json(&object.to_string()).unwrap()
+    object
 }
 
-const STATUS_PATH: &str =
-    "/apis/asyncapi-guard.io/v1alpha1/namespaces/payments/asyncapis/orders/status?";
+fn said(name: &str) -> String {
+    format!(
+        "AsyncAPI payments/{name}: spec/servers/production production server \"production\" declares no security [server-security-missing]"
+    )
+}
+
+fn gauge(shared: &Shared) -> Option<String> {
+    shared
+        .metrics
+        .encode()
+        .lines()
+        .find(|l| l.starts_with("asyncapi_guard_audit_violations{"))
+        .map(str::to_owned)
+}
+
+/// Runs `scenario` on a local task set: the audit's future runs there, as on its thread in
+/// `serve`.
+async fn local<F: std::future::Future<Output = ()>>(scenario: F) {
+    tokio::task::LocalSet::new().run_until(scenario).await;
+}
 
 #[tokio::test]
 async fn a_non_compliant_resource_gets_its_condition_by_server_side_apply_after_a_retry() {
-    let (client, mut api) = mock_api::client("payments");
-    let state = state();
-    let metrics = state.metrics.clone();
-    let object = resource(None);
-    let kind = asyncapi_resource();
-    let audit = audit_once(client, state, &kind, &object);
-    let script = async {
+    local(async {
+        let api = FakeApi::new();
+        api.create(fake_api::ASYNCAPIS, Some("payments"), resource("orders", None));
         // The API server is briefly unavailable: the audit backs off and tries again.
-        api.expect(Method::PATCH, STATUS_PATH).await.respond(
-            503,
-            status(503, "ServiceUnavailable", "etcd leader changed"),
-        );
-        let patch = api.expect(Method::PATCH, STATUS_PATH).await;
+        api.fail_next(Method::PATCH, "/asyncapis/orders/status", 503, "ServiceUnavailable");
+        let shared = Shared::default();
+        let running = start(&api, shared.clone(), settings("replica-a"));
+        api.wait_for("the condition", Duration::from_secs(10), |api| {
+            api.get(fake_api::ASYNCAPIS, Some("payments"), "orders")
+                .is_some_and(|o| !o["status"].is_null())
+        })
+        .await;
+        let patches = api.writes_to("/asyncapis/orders/status");
+        assert_eq!(patches.len(), 2, "one refused, one written");
+        assert_eq!(patches[0].status, 503);
+        let patch = &patches[1];
         assert_eq!(patch.content_type, "application/apply-patch+yaml");
-        assert!(
-            patch.uri.contains("fieldManager=asyncapi-guard-audit")
-                && patch.uri.contains("force=true"),
-            "{}",
-            patch.uri
-        );
-        let condition = &patch.body["status"]["conditions"][0];
+        assert_eq!(patch.field_manager(), Some("asyncapi-guard-audit"));
+        assert_eq!(patch.query.get("force").map(String::as_str), Some("true"));
+        let object = api.get(fake_api::ASYNCAPIS, Some("payments"), "orders").unwrap();
+        let condition = &object["status"]["conditions"][0];
         assert_eq!(condition["type"], "SecurityCompliant");
         assert_eq!(condition["status"], "False");
         assert_eq!(condition["reason"], "server-security-missing");
+        assert_eq!(condition["message"], said("orders"));
+        assert_eq!(condition["observedGeneration"], 1);
+        assert_eq!(object["status"]["observedGeneration"], 1);
+        assert!(FakeApi::managers(&object).contains(&"asyncapi-guard-audit".to_owned()));
         assert_eq!(
-            condition["message"],
-            "AsyncAPI payments/orders: spec/servers/production production server \"production\" declares no security [server-security-missing]"
+            gauge(&shared).as_deref(),
+            Some("asyncapi_guard_audit_violations{namespace=\"payments\",rule=\"server-security-missing\"} 1")
         );
-        assert_eq!(condition["observedGeneration"], 3);
-        assert_eq!(patch.body["status"]["observedGeneration"], 3);
-        assert_eq!(patch.body["apiVersion"], "asyncapi-guard.io/v1alpha1");
-        let applied = patch.body.clone();
-        patch.respond(200, applied);
-    };
-    // The audit and the API server's script run side by side.
-    let (counts, ()) = tokio::join!(audit, script);
-    assert_eq!(
-        counts,
-        [(
-            "payments".to_owned(),
-            "server-security-missing".to_owned(),
-            1
-        )]
-    );
-    assert!(metrics.encode().contains(
-        "asyncapi_guard_audit_violations{namespace=\"payments\",rule=\"server-security-missing\"} 1"
-    ));
+        running.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_status_that_already_says_it_is_not_written_again() {
-    let (client, mut api) = mock_api::client("payments");
-    let current = json!({"observedGeneration": 3, "conditions": [{
-        "type": "SecurityCompliant", "status": "False", "reason": "server-security-missing",
-        "message": "AsyncAPI payments/orders: spec/servers/production production server \"production\" declares no security [server-security-missing]",
-        "observedGeneration": 3, "lastTransitionTime": "2026-11-20T08:00:00Z"}]});
-    audit_once(
-        client,
-        state(),
-        &asyncapi_resource(),
-        &resource(Some(current)),
-    )
+    local(async {
+        let api = FakeApi::new();
+        let created = api.create(fake_api::ASYNCAPIS, Some("payments"), resource("orders", None));
+        let mut object = created.clone();
+        object["status"] = json!({"observedGeneration": 1, "conditions": [{
+            "type": "SecurityCompliant", "status": "False", "reason": "server-security-missing",
+            "message": said("orders"), "observedGeneration": 1, "lastTransitionTime": "2026-11-20T08:00:00Z"}]});
+        let (status, body) = api.merge_patch(fake_api::ASYNCAPIS, Some("payments"), "orders", json!({"status": object["status"]}), "earlier-leader");
+        // Through the main resource a status is ignored; through /status it is kept.
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = {
+            let path = "/apis/asyncapi-guard.io/v1alpha1/namespaces/payments/asyncapis/orders/status";
+            api.exchange("PATCH", path, &Default::default(), "application/merge-patch+json", "t", &json!({"status": object["status"]}))
+        };
+        assert_eq!(status, 200, "{body}");
+        let shared = Shared::default();
+        let running = start(&api, shared.clone(), settings("replica-a"));
+        let metrics = shared.clone();
+        api.wait_for("the audit to be current", Duration::from_secs(10), move |_| {
+            metrics.metrics.encode().contains("asyncapi_guard_audit_current 1")
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(api.writes_to("/asyncapis/orders/status").is_empty());
+        running.stop().await;
+    })
     .await;
-    api.expect_nothing(Duration::from_millis(300)).await;
 }
 
 #[tokio::test]
-async fn non_compliant_and_unguarded_config_maps_get_an_event() {
-    for (labelled, reason) in [(true, "NonCompliant"), (false, "Unguarded")] {
-        let (client, mut api) = mock_api::client("payments");
-        let object = RawObject::from_json(
-            &config_map("orders", labelled, json!({"asyncapi.yaml": INSECURE})).to_string(),
-        )
-        .unwrap();
-        let kind = config_map_resource();
-        let audit = audit_once(client, state(), &kind, &object);
-        let script = async {
-            let event = api
-                .expect(
-                    Method::POST,
-                    "/apis/events.k8s.io/v1/namespaces/payments/events",
-                )
-                .await;
-            assert_eq!(event.body["reason"], reason);
-            assert_eq!(event.body["type"], "Warning");
-            assert_eq!(event.body["action"], "Audit");
-            assert_eq!(event.body["reportingController"], "asyncapi-guard");
-            assert_eq!(event.body["regarding"]["kind"], "ConfigMap");
-            assert_eq!(event.body["regarding"]["name"], "orders");
-            assert_eq!(event.body["regarding"]["uid"], "uid-orders");
+async fn non_compliant_and_unguarded_config_maps_get_an_event_and_compliant_ones_none() {
+    local(async {
+        let api = FakeApi::new();
+        for (name, labelled, document) in [
+            ("orders", true, INSECURE),
+            ("legacy", false, INSECURE),
+            ("billing", true, SECURE),
+        ] {
+            api.create(
+                fake_api::CONFIG_MAPS,
+                Some("payments"),
+                config_map(name, labelled, json!({"asyncapi.yaml": document})),
+            );
+        }
+        let running = start(&api, Shared::default(), settings("replica-a"));
+        api.wait_for("two events", Duration::from_secs(10), |api| {
+            api.all(fake_api::EVENTS).len() == 2
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let events = api.all(fake_api::EVENTS);
+        assert_eq!(events.len(), 2, "{events:?}");
+        for (name, reason) in [("orders", "NonCompliant"), ("legacy", "Unguarded")] {
+            let event = events
+                .iter()
+                .find(|e| e["regarding"]["name"] == name)
+                .unwrap();
+            assert_eq!(event["reason"], reason);
+            assert_eq!(event["type"], "Warning");
+            assert_eq!(event["action"], "Audit");
+            assert_eq!(event["reportingController"], "asyncapi-guard");
+            assert_eq!(event["reportingInstance"], "replica-a");
+            assert_eq!(event["regarding"]["kind"], "ConfigMap");
             assert!(
-                event.body["note"]
+                event["note"]
                     .as_str()
                     .unwrap()
                     .contains("[server-security-missing]"),
-                "{}",
-                event.body["note"]
+                "{event}"
             );
-            let created = event.body.clone();
-            event.respond(201, created);
-        };
-        tokio::join!(audit, script);
-    }
-}
-
-#[tokio::test]
-async fn a_compliant_labelled_config_map_gets_no_event() {
-    let (client, mut api) = mock_api::client("payments");
-    let secure = "asyncapi: 3.0.0\nservers:\n  production:\n    host: x\n    protocol: amqp\n    security:\n      - $ref: '#/components/securitySchemes/up'\ncomponents:\n  securitySchemes:\n    up: {type: userPassword}\n";
-    let object = RawObject::from_json(
-        &config_map("orders", true, json!({"asyncapi.yaml": secure})).to_string(),
-    )
-    .unwrap();
-    let kind = config_map_resource();
-    let (counts, ()) = tokio::join!(
-        audit_once(client, state(), &kind, &object),
-        api.expect_nothing(Duration::from_millis(300))
-    );
-    assert!(counts.is_empty());
+        }
+        running.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_relist_forgets_what_was_deleted_unwatched_and_deletions_clear_the_gauges() {
-    let (client, mut api) = mock_api::client("payments");
-    let state = state();
-    let metrics = state.metrics.clone();
-    let settings = AuditSettings {
-        reports: false,
-        lease: String::new(),
-        namespace: String::new(),
-        identity: "t".into(),
-        resync: Duration::from_secs(600),
-    };
-    let mut auditor = Auditor::new(client, state.clone(), &settings);
-    let config = state.config.load_full();
-    let kind = asyncapi_resource();
-    // Non-compliant, with a status that already says so: judged and counted, nothing written.
-    let said = |name: &str| {
-        let mut object = resource(Some(json!({"observedGeneration": 3, "conditions": [{
-            "type": "SecurityCompliant", "status": "False", "reason": "server-security-missing",
-            "message": format!("AsyncAPI payments/{name}: spec/servers/production production server \"production\" declares no security [server-security-missing]"),
-            "observedGeneration": 3, "lastTransitionTime": "2026-11-20T08:00:00Z"}]})));
-        object.metadata.name = Some(name.to_owned());
-        object.metadata.uid = Some(format!("uid-{name}"));
-        object
-    };
-    let gauge = |metrics: &Metrics| {
-        metrics
-            .encode()
-            .lines()
-            .find(|l| l.starts_with("asyncapi_guard_audit_violations{"))
-            .map(str::to_owned)
-    };
-    let events = async {
-        use kube::runtime::watcher::Event;
-        auditor.on_event(&config, &kind, Event::Init).await;
-        auditor
-            .on_event(&config, &kind, Event::InitApply(said("a")))
-            .await;
-        auditor
-            .on_event(&config, &kind, Event::InitApply(said("b")))
-            .await;
-        auditor.on_event(&config, &kind, Event::InitDone).await;
-        let two = gauge(&metrics);
-        // The watch restarts; b was deleted meanwhile and never comes back.
-        auditor.on_event(&config, &kind, Event::Init).await;
-        auditor
-            .on_event(&config, &kind, Event::InitApply(said("a")))
-            .await;
-        auditor.on_event(&config, &kind, Event::InitDone).await;
-        let one = gauge(&metrics);
-        auditor
-            .on_event(&config, &kind, Event::Delete(said("a")))
-            .await;
-        (two, one, gauge(&metrics))
-    };
-    let ((two, one, none), ()) =
-        tokio::join!(events, api.expect_nothing(Duration::from_millis(300)));
-    assert_eq!(
-        two.as_deref(),
-        Some(
-            "asyncapi_guard_audit_violations{namespace=\"payments\",rule=\"server-security-missing\"} 2"
-        )
-    );
-    assert_eq!(
-        one.as_deref(),
-        Some(
-            "asyncapi_guard_audit_violations{namespace=\"payments\",rule=\"server-security-missing\"} 1"
-        )
-    );
-    assert_eq!(none, None, "no violations left: the series is gone");
+    local(async {
+        let api = FakeApi::new();
+        for name in ["a", "b"] {
+            api.create(fake_api::ASYNCAPIS, Some("payments"), resource(name, None));
+        }
+        let shared = Shared::default();
+        let running = start(&api, shared.clone(), settings("replica-a"));
+        let count = |n: u32| {
+            let shared = shared.clone();
+            move |_: &FakeApi| {
+                gauge(&shared)
+                    == (n > 0).then(|| format!("asyncapi_guard_audit_violations{{namespace=\"payments\",rule=\"server-security-missing\"}} {n}"))
+            }
+        };
+        api.wait_for("two violations", Duration::from_secs(10), count(2)).await;
+        // The API server goes away; b is deleted meanwhile and its history compacted, so
+        // the watch must list again, and b never comes back.
+        api.set_down(true);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        {
+            let store = api.clone();
+            store.set_down(false);
+            store.delete(fake_api::ASYNCAPIS, Some("payments"), "b");
+            store.set_down(true);
+        }
+        api.compact();
+        api.set_down(false);
+        api.wait_for("one violation", Duration::from_secs(10), count(1)).await;
+        api.delete(fake_api::ASYNCAPIS, Some("payments"), "a");
+        api.wait_for("no violation: the series is gone", Duration::from_secs(10), count(0)).await;
+        running.stop().await;
+    })
+    .await;
 }

@@ -7,12 +7,14 @@
 //! - [`status`]: what to write for an object (pure).
 //! - [`controller`]: the in-cluster audit of `serve --audit`.
 
+pub mod book;
 pub mod controller;
+pub mod events;
 pub mod list;
-pub mod report_writer;
 pub mod reports;
 pub mod resources;
 pub mod status;
+pub mod writes;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use kube::api::ApiResource;
 use serde_json::{Value, json};
 
 use super::Audited;
@@ -24,6 +25,27 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "asyncapi-
 /// summary still counts everything) and the Report says how many were left out.
 pub const MAX_RESULTS_BYTES: usize = 1024 * 1024;
 pub const TRUNCATED_ANNOTATION: &str = "asyncapi-guard.io/results-left-out";
+/// A digest of what the Report says: a new leader reads it in its first list and skips a
+/// write that would change nothing, without reading each Report whole.
+pub const DIGEST_ANNOTATION: &str = "asyncapi-guard.io/digest";
+
+pub fn report_resource() -> ApiResource {
+    openreports_resource(KIND, "reports")
+}
+
+pub fn cluster_report_resource() -> ApiResource {
+    openreports_resource(CLUSTER_KIND, "clusterreports")
+}
+
+fn openreports_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "openreports.io".to_owned(),
+        version: "v1alpha1".to_owned(),
+        api_version: API_VERSION.to_owned(),
+        kind: kind.to_owned(),
+        plural: plural.to_owned(),
+    }
+}
 
 /// What a Report says of one object: kept by the audit per object, compared to know whether
 /// anything changed.
@@ -35,7 +57,7 @@ pub struct ObjectResults {
     pub namespace: String,
     pub uid: String,
     /// Empty for a compliant object.
-    pub findings: Vec<FindingResult>,
+    pub findings: Box<[FindingResult]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +102,8 @@ impl ObjectResults {
                         .map(|w| (w.by.clone(), w.expires.clone())),
                 })
             })
-            .collect();
+            .collect::<Vec<_>>()
+            .into_boxed_slice();
         ObjectResults {
             api_version: audited.api_version.clone(),
             kind: audited.id.kind.clone(),
@@ -164,31 +187,48 @@ pub fn namespace_report<'a>(
     if !namespace.is_empty() {
         metadata["namespace"] = json!(namespace);
     }
+    let mut annotations = serde_json::Map::new();
     if left_out > 0 {
-        metadata["annotations"] = json!({TRUNCATED_ANNOTATION: left_out.to_string()});
+        annotations.insert(TRUNCATED_ANNOTATION.to_owned(), json!(left_out.to_string()));
     }
-    json!({
+    let mut report = json!({
         "apiVersion": API_VERSION,
         "kind": if namespace.is_empty() { CLUSTER_KIND } else { KIND },
         "metadata": metadata,
         "source": NAME,
         "summary": summary,
         "results": results,
-    })
+    });
+    annotations.insert(
+        DIGEST_ANNOTATION.to_owned(),
+        json!(digest(&report, left_out)),
+    );
+    report["metadata"]["annotations"] = Value::Object(annotations);
+    report
 }
 
-/// Whether `current` (as read from the cluster) already says what `desired` says.
-pub fn same_content(current: &Value, desired: &Value) -> bool {
-    let left_out = |report: &Value| {
-        report
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(TRUNCATED_ANNOTATION))
-            .cloned()
-    };
-    ["source", "summary", "results"]
+/// The digest of a Report's content (what it says, not where or when).
+fn digest(report: &Value, left_out: usize) -> String {
+    let content = json!([
+        report["source"],
+        report["summary"],
+        report["results"],
+        left_out
+    ]);
+    let hash = ring::digest::digest(&ring::digest::SHA256, content.to_string().as_bytes());
+    hash.as_ref()
         .iter()
-        .all(|field| current.get(field) == desired.get(field))
-        && left_out(current) == left_out(desired)
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The digest a Report carries, as written by [`namespace_report`].
+pub fn digest_of(report: &Value) -> Option<&str> {
+    report
+        .pointer("/metadata/annotations")?
+        .get(DIGEST_ANNOTATION)?
+        .as_str()
 }
 
 /// Reports for every namespace of an audit, and a ClusterReport for its cluster-scoped
@@ -230,7 +270,7 @@ mod tests {
             name: name.into(),
             namespace: "payments".into(),
             uid: format!("uid-{name}"),
-            findings,
+            findings: findings.into_boxed_slice(),
         }
     }
 
@@ -291,12 +331,13 @@ mod tests {
             results[3]["properties"]["exceptionExpires"],
             "2027-01-15T00:00:00Z"
         );
-        // The same objects in another order: the same Report.
+        // The same objects in another order: the same Report, and its digest says so.
         let reversed = [objects[2].clone(), objects[1].clone(), objects[0].clone()];
-        assert!(same_content(
-            &report,
-            &namespace_report("payments", &reversed)
-        ));
+        let again = namespace_report("payments", &reversed);
+        assert_eq!(again, report);
+        assert_eq!(digest_of(&again).map(str::len), Some(32));
+        let changed = namespace_report("payments", &objects[..2]);
+        assert_ne!(digest_of(&changed), digest_of(&report));
     }
 
     #[test]

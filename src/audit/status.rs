@@ -1,14 +1,17 @@
-//! What the audit writes for an object, decided from the object alone: the
-//! `SecurityCompliant` condition of an AsyncAPI resource, the Event on any other object (a
-//! ConfigMap, an object of a configured carrier kind). Pure, so the "write only what
-//! changed" rule is tested without a cluster.
+//! What the audit writes, decided from what it read alone: the `SecurityCompliant`
+//! condition of an AsyncAPI resource, the Event on any other object (a ConfigMap, an object
+//! of a configured carrier kind), an exception's status and the Event that says it expired.
+//! Pure, so the "write only what changed" rule is tested without a cluster.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::runtime::events::{Event, EventType};
+use serde_json::{Value, json};
 
 use super::Audited;
+use super::events::truncate;
 use crate::engine::finding::Mode;
+use crate::kubernetes::exceptions::{Exception, ExceptionPolicy, ExceptionState, Refusal};
+use crate::kubernetes::extract::ExtractConfig;
 
 pub const CONDITION_TYPE: &str = "SecurityCompliant";
 pub const COMPLIANT_REASON: &str = "Compliant";
@@ -69,10 +72,18 @@ pub fn desired_condition(
     })
 }
 
+/// An Event the audit emits about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEvent {
+    /// `NonCompliant`, or `Unguarded` for a ConfigMap admission never sees.
+    pub reason: &'static str,
+    pub note: String,
+}
+
 /// The Event for an object without a status of ours (a ConfigMap, a carrier kind's object): a
 /// non-compliant one, or a ConfigMap that carries AsyncAPI without the label (admission never
 /// sees it). `None` for a compliant, guarded one.
-pub fn object_event(audited: &Audited) -> Option<Event> {
+pub fn object_event(audited: &Audited) -> Option<ObjectEvent> {
     if !audited.carries_documents() || (audited.guarded() && audited.compliant()) {
         return None;
     }
@@ -91,25 +102,105 @@ pub fn object_event(audited: &Audited) -> Option<Event> {
             ),
         ),
     };
-    Some(Event {
-        type_: EventType::Warning,
-        reason: reason.to_owned(),
+    Some(ObjectEvent {
+        reason,
         // The API server refuses notes over 1 KiB.
-        note: Some(truncate(&note, 1000)),
-        action: "Audit".to_owned(),
-        secondary: None,
+        note: truncate(&note, 1000),
     })
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max - 3;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
+/// The status of an exception: `Accepted` (whether it counts, and if not why), `Expired`,
+/// and how many findings it covers now (a stale exception covers none). The transition
+/// times of unchanged conditions are kept from `exception.status`.
+pub fn exception_status(
+    exception: &Exception,
+    policy: &ExceptionPolicy,
+    config: &ExtractConfig,
+    now: Timestamp,
+    covered: u64,
+) -> Value {
+    let refusals = exception.refusals(policy, config, now);
+    let expired = refusals
+        .iter()
+        .find(|r| matches!(r, Refusal::Expired { .. }));
+    let refused: Vec<&Refusal> = refusals
+        .iter()
+        .filter(|r| !matches!(r, Refusal::Expired { .. }))
+        .collect();
+    let expires = exception
+        .terms
+        .as_ref()
+        .map(|t| t.expires.to_string())
+        .unwrap_or_default();
+    let accepted = match refused.first() {
+        None => ("True", "Accepted", "the exception counts".to_owned()),
+        Some(first) => (
+            "False",
+            first.reason(),
+            refused
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    };
+    let expired = match (expired, exception.state(policy, config, now)) {
+        (Some(_), _) => ("True", "Expired", format!("expired at {expires}")),
+        (None, ExceptionState::Expiring) => (
+            "False",
+            "ExpiresSoon",
+            format!("expires at {expires}, within exceptions.warnBefore"),
+        ),
+        (None, _) if expires.is_empty() => {
+            ("False", "Invalid", "it has no valid expiry".to_owned())
+        }
+        (None, _) => ("False", "InForce", format!("expires at {expires}")),
+    };
+    let previous = |type_: &str, status: &str| {
+        exception
+            .status
+            .as_ref()
+            .and_then(|s| s.get("conditions"))
+            .and_then(Value::as_array)
+            .and_then(|conditions| {
+                conditions
+                    .iter()
+                    .find(|c| c["type"] == type_ && c["status"] == status)
+            })
+            .and_then(|c| c.get("lastTransitionTime").cloned())
+            .unwrap_or_else(|| json!(Time(now)))
+    };
+    let condition = |type_: &str, (status, reason, message): (&str, &str, String)| {
+        json!({"type": type_, "status": status, "reason": reason,
+               "message": truncate(&message, 32_000),
+               "observedGeneration": exception.generation,
+               "lastTransitionTime": previous(type_, status)})
+    };
+    json!({
+        "observedGeneration": exception.generation,
+        "coveredFindings": covered,
+        "conditions": [condition("Accepted", accepted), condition("Expired", expired)],
+    })
+}
+
+/// Whether `current` (as the cluster holds it) already says what `desired` says.
+pub fn same_exception_status(current: Option<&Value>, desired: &Value) -> bool {
+    current.is_some_and(|current| current == desired)
+}
+
+/// The note of the Event on an exception that expired.
+pub fn expired_note(exception: &Exception, covered: u64) -> String {
+    let (expires, reason) = exception
+        .terms
+        .as_ref()
+        .map(|t| (t.expires.to_string(), t.reason.as_str()))
+        .unwrap_or_default();
+    truncate(
+        &format!(
+            "expired at {expires}: the findings it covered ({covered} when it expired) are violations again ({reason})"
+        ),
+        1000,
+    )
 }
 
 #[cfg(test)]
@@ -233,21 +324,68 @@ mod tests {
         assert!(
             denied
                 .note
-                .unwrap()
                 .starts_with("ConfigMap payments/orders: asyncapi.yaml:3:3 ")
         );
         let unguarded = object_event(&config_map(SECURE, false)).unwrap();
         assert_eq!(unguarded.reason, "Unguarded");
-        assert!(unguarded.note.unwrap().ends_with("they meet the policy"));
+        assert!(unguarded.note.ends_with("they meet the policy"));
         let unguarded_bad = object_event(&config_map(INSECURE, false)).unwrap();
-        assert!(
-            unguarded_bad
-                .note
-                .unwrap()
-                .contains("[server-security-missing]")
-        );
+        assert!(unguarded_bad.note.contains("[server-security-missing]"));
         // Not AsyncAPI at all: nothing to say.
         assert!(object_event(&config_map("just: yaml", false)).is_none());
+    }
+
+    #[test]
+    fn an_exception_status_says_whether_it_counts_until_when_and_what_it_covers() {
+        let exception = |namespace: &str, expires: &str| {
+            Exception::from_object(&serde_json::json!({
+                "metadata": {"name": "legacy", "namespace": namespace, "generation": 2,
+                             "creationTimestamp": "2026-11-20T00:00:00Z"},
+                "spec": {"match": {"namespace": "payments", "kind": "ConfigMap", "name": "orders"},
+                         "rules": ["server-security-missing"], "reason": "legacy broker", "expires": expires}}))
+        };
+        let (policy, config) = (ExceptionPolicy::default(), ExtractConfig::default());
+        let status = exception_status(
+            &exception("asyncapi-guard", "2027-01-20T00:00:00Z"),
+            &policy,
+            &config,
+            now(),
+            3,
+        );
+        assert_eq!(status["coveredFindings"], 3);
+        assert_eq!(status["observedGeneration"], 2);
+        assert_eq!(status["conditions"][0]["type"], "Accepted");
+        assert_eq!(status["conditions"][0]["status"], "True");
+        assert_eq!(status["conditions"][1]["reason"], "InForce");
+
+        let elsewhere = exception_status(
+            &exception("payments", "2027-01-20T00:00:00Z"),
+            &policy,
+            &config,
+            now(),
+            0,
+        );
+        assert_eq!(elsewhere["conditions"][0]["status"], "False");
+        assert_eq!(elsewhere["conditions"][0]["reason"], "NamespaceNotAllowed");
+        assert!(
+            elsewhere["conditions"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("where exceptions do not count")
+        );
+
+        let mut late = exception("asyncapi-guard", "2026-11-21T00:00:00Z");
+        let expired = exception_status(&late, &policy, &config, now(), 0);
+        assert_eq!(expired["conditions"][1]["status"], "True");
+        assert_eq!(expired["conditions"][1]["reason"], "Expired");
+        // Written, then computed again later: the same, transition times included.
+        late.status = Some(expired.clone());
+        let later: Timestamp = "2026-11-23T00:00:00Z".parse().unwrap();
+        let again = exception_status(&late, &policy, &config, later, 0);
+        assert!(same_exception_status(late.status.as_ref(), &again));
+        assert!(expired_note(&late, 2).starts_with(
+            "expired at 2026-11-21T00:00:00Z: the findings it covered (2 when it expired)"
+        ));
     }
 
     #[test]

@@ -208,6 +208,9 @@ pub struct Exception {
     pub created: Option<Timestamp>,
     /// Its terms, or why its spec cannot be read.
     pub terms: Result<Terms, Refusal>,
+    /// Its status as the cluster holds it (what the audit wrote last), to leave an
+    /// unchanged one alone.
+    pub status: Option<Json>,
 }
 
 /// Where an exception stands at a moment.
@@ -268,6 +271,7 @@ impl Exception {
                 .and_then(Json::as_str)
                 .and_then(|t| t.parse().ok()),
             terms: terms_of(object.get("spec")),
+            status: object.get("status").filter(|s| !s.is_null()).cloned(),
         }
     }
 
@@ -796,6 +800,7 @@ mod tests {
         );
 
         let mut elsewhere = exception(spec());
+        assert_eq!(elsewhere.status, None);
         elsewhere.namespace = "payments".into();
         assert_eq!(reasons(&elsewhere), ["NamespaceNotAllowed"]);
         assert_eq!(

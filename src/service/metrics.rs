@@ -52,6 +52,17 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WriteLabels {
+    target: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: String,
 }
@@ -74,6 +85,15 @@ pub struct Metrics {
     certificate_reloads: Family<ResultLabels, Counter>,
     /// Current violations found by the in-cluster audit.
     pub audit_violations: Family<ViolationLabels, Gauge>,
+    /// 1 while this replica holds the audit's Lease.
+    pub audit_leader: Gauge,
+    /// 1 once every kind the audit watches is listed (it writes from then on).
+    pub audit_current: Gauge,
+    /// Writes the audit owes and has not finished.
+    pub audit_pending_writes: Gauge,
+    audit_watch_up: Family<ResourceLabels, Gauge>,
+    audit_relists: Family<ResourceLabels, Counter>,
+    audit_writes: Family<WriteLabels, Counter>,
     memo_lookups: Family<ResultLabels, Counter>,
     memo_entries: Gauge,
     memo_bytes: Gauge,
@@ -162,10 +182,52 @@ impl Default for Metrics {
         let exceptions_stale = Gauge::default();
         registry.register(
             "exceptions_stale",
-            "1 while the exceptions watch is down and the last known exceptions apply",
+            "Whether the exceptions watch is down (1) and the last known exceptions apply",
             exceptions_stale.clone(),
         );
+        let audit_leader = Gauge::default();
+        registry.register(
+            "audit_leader",
+            "1 while this replica holds the audit's Lease and audits the cluster",
+            audit_leader.clone(),
+        );
+        let audit_current = Gauge::default();
+        registry.register(
+            "audit_current",
+            "1 once every kind the audit watches is listed and its writes follow the cluster",
+            audit_current.clone(),
+        );
+        let audit_pending_writes = Gauge::default();
+        registry.register(
+            "audit_pending_writes",
+            "Status, Event and Report writes the audit owes and has not finished",
+            audit_pending_writes.clone(),
+        );
+        let audit_watch_up = Family::<ResourceLabels, Gauge>::default();
+        registry.register(
+            "audit_watch_up",
+            "1 while the audit's watch of a resource is listed and current, 0 while it is down",
+            audit_watch_up.clone(),
+        );
+        let audit_relists = Family::<ResourceLabels, Counter>::default();
+        registry.register(
+            "audit_relists",
+            "Lists of a resource by the audit (at start, after a watch failed, at each re-audit)",
+            audit_relists.clone(),
+        );
+        let audit_writes = Family::<WriteLabels, Counter>::default();
+        registry.register(
+            "audit_writes",
+            "The audit's writes, by target (object, report, exception-status, exception-event) and result",
+            audit_writes.clone(),
+        );
         Metrics {
+            audit_leader,
+            audit_current,
+            audit_pending_writes,
+            audit_watch_up,
+            audit_relists,
+            audit_writes,
             exceptions,
             exceptions_stale,
             memo_lookups,
@@ -238,6 +300,31 @@ impl Metrics {
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
         self.memo_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    pub fn audit_watch_up(&self, resource: &str, up: bool) {
+        self.audit_watch_up
+            .get_or_create(&ResourceLabels {
+                resource: resource.to_owned(),
+            })
+            .set(i64::from(up));
+    }
+
+    pub fn audit_relisted(&self, resource: &str) {
+        self.audit_relists
+            .get_or_create(&ResourceLabels {
+                resource: resource.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn audit_written(&self, target: &str, result: &str) {
+        self.audit_writes
+            .get_or_create(&WriteLabels {
+                target: target.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
     }
 
     /// How many exceptions stand in each state, read when the metrics are scraped.

@@ -84,6 +84,11 @@ impl Health {
         self.waiting_for_exceptions.store(false, Ordering::Release);
     }
 
+    /// Whether the exceptions are known (listed, or not watched at all).
+    pub fn exceptions_ready(&self) -> bool {
+        !self.waiting_for_exceptions.load(Ordering::Acquire)
+    }
+
     /// `Ok` when ready, else why not.
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.is_draining() {
