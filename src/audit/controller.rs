@@ -601,7 +601,6 @@ impl Auditor {
                 pass.number += 1;
                 pass.listed = false;
                 self.current = false;
-                self.state.metrics.audit_relisted(&name);
             }
             Ok(watcher::Event::InitApply(object) | watcher::Event::Apply(object)) => {
                 if let Some(object) = object_of(object) {
@@ -628,6 +627,7 @@ impl Auditor {
                     self.owe(Target::Report(namespace));
                 }
                 self.state.metrics.audit_watch_up(&name, true);
+                self.state.metrics.audit_relisted(&name);
                 self.become_current_if_ready();
             }
             Err(e) => {

@@ -212,7 +212,7 @@ impl Default for Metrics {
         let audit_relists = Family::<ResourceLabels, Counter>::default();
         registry.register(
             "audit_relists",
-            "Lists of a resource by the audit (at start, after a watch failed, at each re-audit)",
+            "Completed lists of a resource by the audit (at start, after a watch failed, at each re-audit)",
             audit_relists.clone(),
         );
         let audit_writes = Family::<WriteLabels, Counter>::default();

@@ -321,6 +321,10 @@ struct Store {
     extra: Vec<Served>,
     requests: Vec<Recorded>,
     down: bool,
+    /// How long each request takes, at most: a network's, so that clients interleave.
+    latency: std::time::Duration,
+    /// Draws of the latency (a cheap generator: the spread matters, not its quality).
+    draws: u64,
 }
 
 /// A request, as the store takes it.
@@ -1652,6 +1656,10 @@ impl FakeApi {
                     .await
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
+                let delay = api.draw_latency();
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 api.answer(&parts, &bytes)
             }
         });
@@ -2037,6 +2045,27 @@ impl FakeApi {
             status,
             reason: reason.to_owned(),
         });
+    }
+
+    /// Each request takes up to `latency` before it is answered, as over a network: clients
+    /// that start together interleave their requests as they do against a real server.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.store.lock().unwrap().latency = latency;
+    }
+
+    fn draw_latency(&self) -> std::time::Duration {
+        let mut store = self.store.lock().unwrap();
+        if store.latency.is_zero() {
+            return std::time::Duration::ZERO;
+        }
+        store.draws = store
+            .draws
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let micros = u64::try_from(store.latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        std::time::Duration::from_micros((store.draws >> 33) % micros)
     }
 
     /// An outage: while down, every request fails to connect and every watch has ended.
