@@ -878,16 +878,11 @@ impl Auditor {
                 let exception = exceptions
                     .iter()
                     .find(|e| *e.namespace == **namespace && *e.name == **name)?;
-                let covered = book
-                    .covered()
-                    .get(exception.by().as_str())
-                    .copied()
-                    .unwrap_or(0);
                 let notice = Notice {
                     regarding: exception_reference(exception),
                     type_: "Warning",
                     reason: "Expired",
-                    note: expired_note(exception, covered),
+                    note: expired_note(exception),
                 };
                 let (client, identity) = (client.clone(), settings.identity.clone());
                 Some(

@@ -189,15 +189,21 @@ pub fn same_exception_status(current: Option<&Value>, desired: &Value) -> bool {
 }
 
 /// The note of the Event on an exception that expired.
-pub fn expired_note(exception: &Exception, covered: u64) -> String {
-    let (expires, reason) = exception
+pub fn expired_note(exception: &Exception) -> String {
+    let (expires, reason, target) = exception
         .terms
         .as_ref()
-        .map(|t| (t.expires.to_string(), t.reason.as_str()))
+        .map(|t| {
+            (
+                t.expires.to_string(),
+                t.reason.as_str(),
+                format!("{} {}/{}", t.target.kind, t.target.namespace, t.target.name),
+            )
+        })
         .unwrap_or_default();
     truncate(
         &format!(
-            "expired at {expires}: the findings it covered ({covered} when it expired) are violations again ({reason})"
+            "expired at {expires}: the findings it covered in {target} are violations again (it said: {reason})"
         ),
         1000,
     )
@@ -383,9 +389,10 @@ mod tests {
         let later: Timestamp = "2026-11-23T00:00:00Z".parse().unwrap();
         let again = exception_status(&late, &policy, &config, later, 0);
         assert!(same_exception_status(late.status.as_ref(), &again));
-        assert!(expired_note(&late, 2).starts_with(
-            "expired at 2026-11-21T00:00:00Z: the findings it covered (2 when it expired)"
-        ));
+        assert_eq!(
+            expired_note(&late),
+            "expired at 2026-11-21T00:00:00Z: the findings it covered in ConfigMap payments/orders are violations again (it said: legacy broker)"
+        );
     }
 
     #[test]
