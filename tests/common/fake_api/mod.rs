@@ -1311,12 +1311,18 @@ impl Store {
             Ok(fields) => fields.unwrap_or_default(),
             Err(message) => return error(400, "BadRequest", message),
         };
+        // Keys sort by collection first: only this collection's objects are visited.
+        let first = Key {
+            collection: key.collection.clone(),
+            namespace: None,
+            name: String::new(),
+        };
         let items: Vec<&Value> = self
             .objects
-            .iter()
+            .range(first..)
+            .take_while(|(k, _)| k.collection == key.collection)
             .filter(|(k, object)| {
-                k.collection == key.collection
-                    && (key.namespace.is_none() || k.namespace == key.namespace)
+                (key.namespace.is_none() || k.namespace == key.namespace)
                     && select::fields_match(&fields, object)
                     && labels.as_ref().is_none_or(|l| {
                         l.matches(object.pointer("/metadata/labels").unwrap_or(&Value::Null))
@@ -1340,14 +1346,22 @@ impl Store {
                 }
             },
         };
-        let mut page: Vec<Value> = items.iter().skip(start).map(|o| (*o).clone()).collect();
+        let rest = items.len().saturating_sub(start);
+        let limit = query
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX);
+        // Only the page is copied.
+        let mut page: Vec<Value> = items
+            .iter()
+            .skip(start)
+            .take(limit)
+            .map(|o| (*o).clone())
+            .collect();
         let mut metadata = json!({"resourceVersion": self.revision.to_string()});
-        if let Some(limit) = query.get("limit").and_then(|l| l.parse::<usize>().ok())
-            && limit > 0
-            && page.len() > limit
-        {
-            let remaining = page.len() - limit;
-            page.truncate(limit);
+        if rest > limit {
+            let remaining = rest - limit;
             metadata["continue"] = json!(format!("fake-continue-{}", start + limit));
             if labels.is_none() {
                 metadata["remainingItemCount"] = json!(remaining);
