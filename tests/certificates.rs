@@ -109,14 +109,16 @@ async fn first_start_creates_the_secret_writes_the_files_and_sets_the_ca_bundle(
         "{:?}",
         FakeApi::managers(&configuration)
     );
-    let apply = &api.writes_to("validatingwebhookconfigurations")[0];
-    assert!(apply.content_type.starts_with("application/apply-patch"));
-    assert_eq!(apply.field_manager(), Some("asyncapi-guard-certificates"));
+    let patch = &api.writes_to("validatingwebhookconfigurations")[0];
+    // An update, which owns only the caBundles it sets (tests/upgrades.rs says why).
+    assert_eq!(patch.content_type, "application/strategic-merge-patch+json");
+    assert_eq!(patch.field_manager(), Some("asyncapi-guard-certificates"));
     // Only the caBundle is sent: Helm's or Argo CD's fields are not touched.
-    for webhook in apply.body["webhooks"].as_array().unwrap() {
+    for webhook in patch.body["webhooks"].as_array().unwrap() {
         let keys: Vec<&String> = webhook.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["clientConfig", "name"]);
     }
+    assert!(patch.body["metadata"]["resourceVersion"].is_string());
 
     for (file, key) in [("tls.crt", "tls.crt"), ("tls.key", "tls.key")] {
         let path = dir.path().join(file);

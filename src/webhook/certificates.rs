@@ -485,9 +485,6 @@ impl SelfManaged {
 /// says who set the `caBundle`.
 pub const FIELD_MANAGER: &str = "asyncapi-guard-certificates";
 
-/// Sets `bundle` as the `caBundle` of every webhook of `configuration` that does not have it,
-/// by server-side apply of those fields only: nothing else of the object is sent, so a
-/// concurrent change by Helm or Argo CD is neither lost nor conflicting.
 /// Whether every webhook of `configuration` already has `bundle` as its caBundle.
 fn trusts(configuration: &ValidatingWebhookConfiguration, bundle: &str) -> bool {
     let wanted = ByteString(bundle.as_bytes().to_vec());
@@ -499,39 +496,112 @@ fn trusts(configuration: &ValidatingWebhookConfiguration, bundle: &str) -> bool 
         .all(|webhook| webhook.client_config.ca_bundle.as_ref() == Some(&wanted))
 }
 
+/// Sets `bundle` as the `caBundle` of every webhook of `configuration` that does not have
+/// it, without owning the entries: Helm, `kubectl apply --server-side`, Argo CD or Flux own
+/// them (as cert-manager's cainjector leaves them to their owner).
+///
+/// - The write is an update (a strategic merge patch keyed by entry name), which owns only
+///   the `caBundle` it changes. A server-side apply would own each entry (`.` and `name`):
+///   when Helm stopped applying an entry, the entry would stay with only `name` and
+///   `caBundle`, fail validation, and fail the upgrade (kubernetes/kubernetes#108081).
+///   An update's ownership goes with the entry.
+/// - The patch carries the resourceVersion it was made from: an entry removed meanwhile
+///   makes it fail (409) rather than come back half; the watch tries again.
+/// - Ownership taken by an apply of an earlier version is released first
+///   ([`release_entries`]).
 async fn inject_ca_bundle(
     api: &Api<ValidatingWebhookConfiguration>,
     configuration: &ValidatingWebhookConfiguration,
     bundle: &str,
 ) -> Result<(), CertificateError> {
+    let name = configuration.metadata.name.clone().unwrap_or_default();
+    let released = match release_entries(configuration) {
+        Some(patch) => {
+            api.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+                .await?;
+            info!(webhook_configuration = %name, "ownership of the webhook entries released to their owner");
+            true
+        }
+        None => false,
+    };
     if trusts(configuration, bundle) {
         return Ok(());
     }
     let wanted = ByteString(bundle.as_bytes().to_vec());
     let webhooks = configuration.webhooks.as_deref().unwrap_or_default();
-    let name = configuration.metadata.name.clone().unwrap_or_default();
-    let patch = serde_json::json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": name},
+    let mut patch = serde_json::json!({
         "webhooks": webhooks
             .iter()
+            .filter(|webhook| webhook.client_config.ca_bundle.as_ref() != Some(&wanted))
             .map(|webhook| serde_json::json!({
                 "name": webhook.name,
                 "clientConfig": {"caBundle": wanted},
             }))
             .collect::<Vec<_>>(),
     });
-    // Forced: a manager that set another caBundle before (an old install, a person) must not
-    // keep the API server from trusting the CA that signs what this server serves.
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    // The release above changed the resourceVersion: that write is ours, not a change to
+    // the entries, so only a configuration read before it needs no precondition.
+    if !released {
+        patch["metadata"] =
+            serde_json::json!({"resourceVersion": configuration.metadata.resource_version});
+    }
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(&name, &params, &Patch::Strategic(&patch)).await?;
     info!(webhook_configuration = %name, "caBundle set");
     Ok(())
+}
+
+/// Earlier versions wrote the caBundle by server-side apply, and so owned every entry: a
+/// JSON patch that rewrites `managedFields` (guarded by the resourceVersion) to keep only
+/// the caBundles, under an update, releases the entries to their owner. `None` when there is
+/// nothing to release.
+fn release_entries(configuration: &ValidatingWebhookConfiguration) -> Option<json_patch::Patch> {
+    let managed = configuration.metadata.managed_fields.as_deref()?;
+    if !managed.iter().any(|e| {
+        e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+    }) {
+        return None;
+    }
+    let mut fields = serde_json::Map::new();
+    for webhook in configuration.webhooks.as_deref().unwrap_or_default() {
+        if webhook.client_config.ca_bundle.is_some() {
+            let key = format!("k:{}", serde_json::json!({"name": webhook.name}));
+            fields.insert(
+                key,
+                serde_json::json!({"f:clientConfig": {"f:caBundle": {}}}),
+            );
+        }
+    }
+    let mut entries: Vec<serde_json::Value> = managed
+        .iter()
+        .filter(|e| {
+            !(e.manager.as_deref() == Some(FIELD_MANAGER)
+                && e.operation.as_deref() == Some("Apply"))
+        })
+        .filter(|e| {
+            !(e.manager.as_deref() == Some(FIELD_MANAGER)
+                && e.operation.as_deref() == Some("Update"))
+        })
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .collect();
+    if !fields.is_empty() {
+        entries.push(serde_json::json!({
+            "manager": FIELD_MANAGER,
+            "operation": "Update",
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "time": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:webhooks": fields},
+        }));
+    }
+    serde_json::from_value(serde_json::json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": configuration.metadata.resource_version},
+        {"op": "replace", "path": "/metadata/managedFields", "value": entries},
+    ]))
+    .ok()
 }
 
 /// Writes beside, then renames: the loader never reads half a file. Everything is written

@@ -1238,8 +1238,19 @@ impl Store {
                         entry.fields.retain(|p| !fields::under(p, item));
                     }
                 }
-            } else if path.last().is_none_or(|l| l != ".") {
-                fields::remove(&mut object, path);
+            } else if path.last().is_none_or(|l| l != ".") && fields::remove(&mut object, path) {
+                // A map left empty goes too, unless a manager owns the map itself.
+                let mut parent = path.clone();
+                while parent.pop().is_some() && parent.last().is_some_and(|s| s.starts_with("f:")) {
+                    let mut marker = parent.clone();
+                    marker.push(".".to_owned());
+                    let empty = fields::get(&object, &parent)
+                        .is_some_and(|v| v.as_object().is_some_and(serde_json::Map::is_empty));
+                    if !empty || entries.iter().any(|e| e.fields.contains(&marker)) {
+                        break;
+                    }
+                    fields::remove(&mut object, &parent);
+                }
             }
         }
         entries.retain(|e| !e.fields.is_empty());

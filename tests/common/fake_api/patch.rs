@@ -33,6 +33,10 @@ pub fn strategic(target: &mut Value, patch: &Value) {
     match (target, patch) {
         (Value::Object(target), Value::Object(patch)) => {
             for (k, v) in patch {
+                // Directives (`$setElementOrder/...`, `$retainKeys`) only order or prune.
+                if k.starts_with('$') {
+                    continue;
+                }
                 if v.is_null() {
                     target.remove(k);
                     continue;
@@ -49,6 +53,12 @@ pub fn strategic(target: &mut Value, patch: &Value) {
             let key = list_key(patch).unwrap_or("name");
             for item in patch {
                 let id = item.get(key);
+                // `{"$patch": "delete", "name": "x"}` removes the item (Helm 3's three-way
+                // merge writes removals so).
+                if item.get("$patch").and_then(Value::as_str) == Some("delete") {
+                    target.retain(|t| t.get(key) != id);
+                    continue;
+                }
                 match target.iter_mut().find(|t| t.get(key) == id) {
                     Some(existing) => strategic(existing, item),
                     None => target.push(item.clone()),
