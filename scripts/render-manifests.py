@@ -30,8 +30,11 @@ def rendered_files():
             continue
         for doc in templates[path].split("\n---\n"):
             doc = doc.strip()
-            if doc and yaml.safe_load(doc):
-                docs.append(f"# Source: {os.path.relpath(path, 'asyncapi-guard')}\n{doc}")
+            loaded = yaml.safe_load(doc) if doc else None
+            # Helm hooks run at Helm's moments (an uninstall): kubectl apply would run them now.
+            if not loaded or "helm.sh/hook" in (loaded.get("metadata", {}).get("annotations") or {}):
+                continue
+            docs.append(f"# Source: {os.path.relpath(path, 'asyncapi-guard')}\n{doc}")
     files = {"10-asyncapi-guard.yaml": HEADER + "---\n".join(d + "\n" for d in docs)}
     for crd in sorted(os.listdir(os.path.join(CHART, "crds"))):
         with open(os.path.join(CHART, "crds", crd)) as f:

@@ -21,6 +21,8 @@ pub struct AuditOptions {
     pub resync: Duration,
     /// Keep OpenReports `Report`s (when the CRD is installed).
     pub reports: bool,
+    /// The Deployment that owns the Lease (uninstalling deletes it).
+    pub owner_deployment: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +59,7 @@ async fn audit_settings(options: &AuditOptions) -> anyhow::Result<(kube::Config,
             identity,
             resync: options.resync,
             reports: options.reports,
+            owner_deployment: options.owner_deployment.clone(),
         },
     ))
 }

@@ -10,6 +10,7 @@
 //! - [`webhook`]: the admission webhook (`serve`).
 //! - [`audit`]: the cluster audit (`audit`, and `serve --audit` in the cluster).
 //! - [`app`]: the composition root of `serve`: wires the webhook and the audit.
+//! - [`cleanup`]: what an uninstall removes that Helm does not know of.
 //! - [`cli`]: the thin shells: `check`, `serve`, `audit`.
 //!
 //! Imports run one way: engine ← kubernetes ← report, config ← service ← {webhook, audit}
@@ -17,6 +18,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -23,6 +23,7 @@ fn managed(api: &FakeApi, dir: &std::path::Path) -> SelfManaged {
         webhook_configuration: Some("asyncapi-guard".into()),
         dns_names: vec!["asyncapi-guard.guard.svc".into()],
         dir: dir.to_owned(),
+        owner: None,
     }
 }
 

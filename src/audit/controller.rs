@@ -23,9 +23,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, FuturesUnordered, SelectAll};
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference};
 use k8s_openapi::api::events::v1::Event as EventObject;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::watcher;
@@ -84,6 +86,8 @@ pub struct AuditSettings {
     /// Keep an OpenReports `Report` per namespace and a `ClusterReport` (when their CRDs are
     /// installed).
     pub reports: bool,
+    /// The Deployment that owns the Lease (uninstalling deletes it).
+    pub owner_deployment: Option<String>,
 }
 
 /// Runs the audit on a thread of its own for the life of the server: its retries against an
@@ -117,6 +121,15 @@ pub fn spawn(
 /// Leads when this replica holds the Lease; waits otherwise. On shutdown it stops, and
 /// releases the Lease so that another replica takes over at once rather than when it expires.
 pub async fn run(client: Client, state: Shared, settings: AuditSettings, shutdown: Shutdown) {
+    if let Some(deployment) = &settings.owner_deployment {
+        let owner =
+            crate::service::owner::deployment(&client, &settings.namespace, deployment).await;
+        if let Some(owner) = owner
+            && let Err(e) = own_lease(&client, &settings, owner).await
+        {
+            warn!(error = %e, "audit: cannot give the Lease its owner; it will outlive an uninstall");
+        }
+    }
     let manager = loop {
         let built = LeaseManagerBuilder::new(client.clone(), &settings.lease)
             .with_namespace(&settings.namespace)
@@ -166,6 +179,48 @@ pub async fn run(client: Client, state: Shared, settings: AuditSettings, shutdow
         Ok(Ok(Ok(_))) => info!("audit: lease released"),
         Ok(Ok(Err(e))) => warn!(error = %e, "audit: cannot release the lease; it will expire"),
         Ok(Err(_)) | Err(_) => warn!("audit: the lease was not released in time; it will expire"),
+    }
+}
+
+/// Creates the Lease owned by the Deployment (or gives an existing one its owner), before
+/// the lease manager uses it: uninstalling deletes the Deployment, and so the Lease.
+async fn own_lease(
+    client: &Client,
+    settings: &AuditSettings,
+    owner: OwnerReference,
+) -> Result<(), kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &settings.namespace);
+    let lease = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some(settings.lease.clone()),
+            owner_references: Some(vec![owner.clone()]),
+            ..kube::api::ObjectMeta::default()
+        },
+        spec: None,
+    };
+    match api.create(&kube::api::PostParams::default(), &lease).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let existing = api.get(&settings.lease).await?;
+            let owned = existing
+                .metadata
+                .owner_references
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|o| o.uid == owner.uid);
+            if !owned {
+                let patch = serde_json::json!({"metadata": {"ownerReferences": [owner]}});
+                api.patch(
+                    &settings.lease,
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 

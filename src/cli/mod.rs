@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod cleanup;
 pub mod manifest;
 pub mod serve;
 
@@ -29,6 +30,9 @@ pub enum Command {
     /// Judge what is already in the cluster: labelled ConfigMaps, AsyncAPI resources, and
     /// unguarded ConfigMaps that carry AsyncAPI without the label.
     Audit(audit::AuditArgs),
+    /// Before an uninstall: remove the Reports and status conditions the audit wrote, the
+    /// certificate Secret, and stop the audit (the chart's pre-delete hook runs it).
+    Cleanup(cleanup::CleanupArgs),
 }
 
 /// Runs a command. Errors are usage or I/O errors (exit code 2), reported by `main`.
@@ -37,5 +41,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&args),
         Command::Serve(args) => serve::run(*args),
         Command::Audit(args) => audit::run(&args),
+        Command::Cleanup(args) => cleanup::run(&args),
     }
 }

@@ -79,6 +79,10 @@ pub struct ServeArgs {
     /// tools read them).
     #[arg(long, env = "ASYNCAPI_GUARD_AUDIT_REPORTS", default_value_t = true, action = clap::ArgAction::Set)]
     pub audit_reports: bool,
+    /// The Deployment this server runs in (the chart sets it): it owns the certificate
+    /// Secret and the audit's Lease, so uninstalling deletes them.
+    #[arg(long, env = "ASYNCAPI_GUARD_OWNER_DEPLOYMENT")]
+    pub owner_deployment: Option<String>,
     /// This replica's name in the audit's Lease (the chart sets the pod name).
     #[arg(long, env = "ASYNCAPI_GUARD_POD_NAME")]
     pub pod_name: Option<String>,
@@ -157,6 +161,7 @@ impl ServeArgs {
                     .tls_dir
                     .clone()
                     .unwrap_or_else(|| std::env::temp_dir().join("asyncapi-guard").join("tls")),
+                owner_deployment: self.owner_deployment.clone(),
             }),
             (None, Some(cert), Some(key)) => TlsSource::Files {
                 cert: cert.clone(),
@@ -190,6 +195,7 @@ impl ServeArgs {
                 identity: self.pod_name.clone(),
                 resync: self.audit_resync,
                 reports: self.audit_reports,
+                owner_deployment: self.owner_deployment.clone(),
             }),
         })
     }

@@ -6,6 +6,7 @@
 pub mod backoff;
 pub mod exceptions;
 pub mod metrics;
+pub mod owner;
 pub mod state;
 pub mod watch;
 

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -282,6 +283,8 @@ pub struct SelfManaged {
     pub webhook_configuration: Option<String>,
     pub dns_names: Vec<String>,
     pub dir: PathBuf,
+    /// The Secret's owner (the server's Deployment): uninstalling deletes it.
+    pub owner: Option<OwnerReference>,
 }
 
 impl std::fmt::Debug for SelfManaged {
@@ -343,7 +346,30 @@ impl SelfManaged {
             let current = secrets.get_opt(&self.secret).await?;
             let existing = current.as_ref().and_then(Material::from_secret);
             let plan = plan(existing.as_ref(), &self.dns_names, now());
+            // A Secret an earlier version made has no owner: it gets one, so that an
+            // uninstall deletes it.
+            let unowned = |secret: &Secret| {
+                self.owner.as_ref().is_some_and(|owner| {
+                    !secret
+                        .metadata
+                        .owner_references
+                        .as_deref()
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|o| o.uid == owner.uid)
+                })
+            };
             if plan == Plan::Keep {
+                if let Some(mut secret) = current.filter(|s| unowned(s)) {
+                    secret.metadata.owner_references = self.owner.clone().map(|o| vec![o]);
+                    match secrets.replace(&self.secret, &params, &secret).await {
+                        Ok(_) => {
+                            info!(secret = %self.secret, "the certificate Secret is owned by the Deployment now")
+                        }
+                        Err(kube::Error::Api(status)) if status.code == 409 => continue,
+                        Err(e) => warn!(error = %e, "cannot give the certificate Secret its owner"),
+                    }
+                }
                 material = existing;
                 break;
             }
@@ -358,6 +384,7 @@ impl SelfManaged {
                                 "app.kubernetes.io/managed-by".to_owned(),
                                 "asyncapi-guard".to_owned(),
                             )])),
+                            owner_references: self.owner.clone().map(|o| vec![o]),
                             ..ObjectMeta::default()
                         },
                         type_: Some("kubernetes.io/tls".to_owned()),
@@ -369,6 +396,9 @@ impl SelfManaged {
                 Some(mut secret) => {
                     // resourceVersion makes a concurrent writer's update fail with 409.
                     secret.data = Some(fresh.to_data());
+                    if unowned(&secret) {
+                        secret.metadata.owner_references = self.owner.clone().map(|o| vec![o]);
+                    }
                     secrets.replace(&self.secret, &params, &secret).await
                 }
             };

@@ -46,6 +46,8 @@ pub struct SelfManagedOptions {
     pub names: Vec<String>,
     pub webhook_configuration: Option<String>,
     pub dir: PathBuf,
+    /// The Deployment that owns the Secret (uninstalling deletes it).
+    pub owner_deployment: Option<String>,
 }
 
 /// What the webhook needs, whoever starts it (the CLI maps its flags onto this).
@@ -81,8 +83,13 @@ async fn self_managed(options: &SelfManagedOptions) -> anyhow::Result<SelfManage
     let client = kube::Client::try_default().await.context(
         "self-managed certificates need Kubernetes credentials (in-cluster or a kubeconfig)",
     )?;
+    let owner = match &options.owner_deployment {
+        Some(name) => crate::service::owner::deployment(&client, &options.namespace, name).await,
+        None => None,
+    };
     Ok(SelfManaged {
         client,
+        owner,
         namespace: options.namespace.clone(),
         secret: options.secret.clone(),
         webhook_configuration: options.webhook_configuration.clone(),

@@ -130,6 +130,35 @@ def check_exceptions_entry(label, values, entries):
     check(e["sideEffects"] == "None" and e["admissionReviewVersions"] == ["v1"], f"{where}: sideEffects and versions")
 
 
+def check_lifecycle(label, values, objects):
+    """A starting pod is not reported unhealthy; what the server creates in its namespace is
+    owned by its Deployment; an uninstall runs the cleanup hook (and only then)."""
+    deployment = one(objects, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    startup = container.get("startupProbe", {})
+    check(startup.get("httpGet", {}).get("path") == "/healthz" and startup.get("failureThreshold", 0) * startup.get("periodSeconds", 0) >= 30,
+          f"{label}: a startup probe gives a starting pod at least 30 s before the other probes run")
+    owns = values["certificates"]["mode"] == "selfManaged" or values["audit"]["enabled"]
+    owner_flag = f"--owner-deployment={deployment['metadata']['name']}"
+    check((owner_flag in container["args"]) == owns, f"{label}: the Deployment owns what the server creates ({owner_flag})")
+    hooks = [o for o in objects if "helm.sh/hook" in (o["metadata"].get("annotations") or {})]
+    jobs = [o for o in hooks if o["kind"] == "Job"]
+    if owns and values["uninstall"]["cleanup"]:
+        if check(len(jobs) == 1, f"{label}: one cleanup Job"):
+            job = jobs[0]
+            annotations = job["metadata"]["annotations"]
+            check(annotations["helm.sh/hook"] == "pre-delete", f"{label}: the cleanup runs before an uninstall deletes anything")
+            args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+            check(args[0] == "cleanup", f"{label}: the Job runs `cleanup`")
+            check(("--lease=" + deployment["metadata"]["name"] + "-audit" in args) == values["audit"]["enabled"], f"{label}: the cleanup takes the audit's Lease")
+            account = job["spec"]["template"]["spec"]["serviceAccountName"]
+            check(any(o["kind"] == "ServiceAccount" and o["metadata"]["name"] == account for o in hooks), f"{label}: the cleanup has its own account, as a hook")
+        for hook in hooks:
+            check("hook-succeeded" in hook["metadata"]["annotations"].get("helm.sh/hook-delete-policy", ""), f"{label}: hook {hook['kind']} is deleted once it succeeded")
+    else:
+        check(not hooks, f"{label}: no hooks when the server creates nothing to clean")
+
+
 def check_exceptions(label, values, rendered, objects):
     """Exceptions count where the values say (the release's namespace by default), each
     replica may read them, and a platform team has a role to bind to grant them."""
@@ -285,7 +314,7 @@ def check_workload(label, values, rendered, objects):
     volumes = {v["name"]: v for v in spec["volumes"]}
     if mode == "selfManaged":
         check("--tls-secret" in listen and "--webhook-configuration" in listen, f"{label}: self-managed certificates")
-        role = [o for o in objects if o["kind"] == "Role"]
+        role = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"].endswith("-certificates")]
         cluster_role = [o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-certificates")]
         check(len(role) == 1 and any(r.get("resourceNames") == [listen.get("--tls-secret")] for r in role[0]["rules"]), f"{label}: the Role names the certificate Secret")
         check(len(cluster_role) == 1 and cluster_role[0]["rules"][0]["resourceNames"] == [listen.get("--webhook-configuration")], f"{label}: the ClusterRole names the webhook configuration")
@@ -479,6 +508,11 @@ def check_values_documented(defaults):
 def check_manifests_current():
     result = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "render-manifests.py"), "--check"], capture_output=True, text=True)
     check(result.returncode == 0, f"manifests/ is not current; run scripts/render-manifests.py: {result.stdout.strip()[:2000]}")
+    for path in glob.glob(os.path.join(ROOT, "manifests", "*.yaml")):
+        for doc in yaml.safe_load_all(open(path)):
+            if doc:
+                check("helm.sh/hook" not in (doc["metadata"].get("annotations") or {}),
+                      f"{path}: {doc['kind']} {doc['metadata']['name']} is a Helm hook, which kubectl apply would run at once")
 
 
 def main():
@@ -504,6 +538,7 @@ def main():
         check_config_loads(label, binary, first)
         check_audit_follows_the_webhook(label, merged, first, objects)
         check_exceptions(label, merged, first, objects)
+        check_lifecycle(label, merged, objects)
         check_args_parse(label, binary, objects)
         if not values:
             default_objects = objects

@@ -18,6 +18,7 @@ pub fn settings(identity: &str) -> AuditSettings {
         identity: identity.into(),
         resync: Duration::from_secs(600),
         reports: false,
+        owner_deployment: None,
     }
 }
 
