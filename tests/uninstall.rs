@@ -73,7 +73,7 @@ async fn what_the_guard_wrote_goes_with_an_uninstall() {
             };
             certificates.reconcile().await.unwrap();
             let secret = api.get(fake_api::SECRETS, Some("asyncapi-guard"), "asyncapi-guard-tls").unwrap();
-            assert_eq!(owners(&secret), [owner.clone()]);
+            assert_eq!(owners(&secret), std::slice::from_ref(&owner));
 
             let shared = Shared::default();
             let replica = start(
@@ -93,7 +93,7 @@ async fn what_the_guard_wrote_goes_with_an_uninstall() {
             })
             .await;
             let lease = api.get(fake_api::LEASES, Some("asyncapi-guard"), "asyncapi-guard-audit").unwrap();
-            assert_eq!(owners(&lease), [owner.clone()]);
+            assert_eq!(owners(&lease), std::slice::from_ref(&owner));
 
             // helm uninstall: the pre-delete hook runs while the pods still do.
             let cleaned = cleanup(
