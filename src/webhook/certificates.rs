@@ -16,9 +16,10 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::pem::PemObject as _;
+use rcgen::KeyPair;
 use tracing::{info, warn};
+
+use super::pki::{self, Authority, issued_by};
 
 const DAY: i64 = 24 * 3600;
 /// The CA lives ten years and is replaced when a year is left; serving certificates live a
@@ -108,32 +109,28 @@ fn pem_blocks(bundle: &str) -> Vec<String> {
 
 /// Validity of a PEM certificate, as Unix times.
 fn validity(pem: &str) -> Option<(i64, i64)> {
-    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    Some((
-        cert.validity().not_before.timestamp(),
-        cert.validity().not_after.timestamp(),
-    ))
+    pki::read_pem(pem, pki::validity).map(|v| (v.not_before, v.not_after))
 }
 
 /// The subject alternative names of a certificate, as the flag spells them: DNS names, and IP
 /// addresses (which `rcgen` makes of names that parse as one) in their canonical form.
 fn names_of(pem: &str) -> Option<Vec<String>> {
-    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    let san = cert.subject_alternative_name().ok()??;
-    let mut names: Vec<String> = san
-        .value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            x509_parser::extensions::GeneralName::DNSName(name) => Some((*name).to_owned()),
-            x509_parser::extensions::GeneralName::IPAddress(bytes) => ip_of(bytes),
-            _ => None,
-        })
-        .collect();
-    names.sort();
-    Some(names)
+    pki::read_pem(pem, |cert| {
+        let san = cert.subject_alternative_name().ok()??;
+        let mut names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(name) => Some((*name).to_owned()),
+                x509_parser::extensions::GeneralName::IPAddress(bytes) => ip_of(bytes),
+                _ => None,
+            })
+            .collect();
+        names.sort();
+        Some(names)
+    })
+    .flatten()
 }
 
 fn ip_of(bytes: &[u8]) -> Option<String> {
@@ -157,20 +154,6 @@ fn canonical_names(names: &[String]) -> Vec<String> {
     names.sort();
     names.dedup();
     names
-}
-
-fn issued_by(cert_pem: &str, ca_pem: &str) -> bool {
-    let parse = |pem: &str| rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).ok();
-    let (Some(cert), Some(ca)) = (parse(cert_pem), parse(ca_pem)) else {
-        return false;
-    };
-    let (Ok((_, cert)), Ok((_, ca))) = (
-        x509_parser::parse_x509_certificate(&cert),
-        x509_parser::parse_x509_certificate(&ca),
-    ) else {
-        return false;
-    };
-    cert.verify_signature(Some(ca.public_key())).is_ok()
 }
 
 /// What to do with what the Secret holds.
@@ -220,10 +203,6 @@ pub fn plan(existing: Option<&Material>, dns_names: &[String], now: i64) -> Plan
     }
 }
 
-fn at(unix: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-}
-
 /// Carries out a plan other than `Keep`.
 pub fn issue(
     plan: &Plan,
@@ -231,46 +210,40 @@ pub fn issue(
     dns_names: &[String],
     now: i64,
 ) -> Result<Material, CertificateError> {
-    let (ca_pem, ca_key_pem, previous) = match (plan, existing) {
+    let (ca, bundle) = match (plan, existing) {
         (Plan::RenewLeaf(_), Some(material)) => (
-            material.ca().unwrap_or_default(),
-            material.ca_key.clone(),
+            Authority::from_pem(&material.ca().unwrap_or_default(), &material.ca_key)?,
             material.ca_bundle.clone(),
         ),
         _ => {
-            let mut params = CertificateParams::new(Vec::<String>::new())?;
-            params
-                .distinguished_name
-                .push(DnType::CommonName, "asyncapi-guard webhook CA");
-            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-            params.not_before = at(now - DAY);
-            params.not_after = at(now + CA_LIFETIME);
-            let key = KeyPair::generate()?;
-            let ca = params.self_signed(&key)?;
+            let ca = Authority::new(
+                "asyncapi-guard webhook CA",
+                pki::Validity {
+                    not_before: now - DAY,
+                    not_after: now + CA_LIFETIME,
+                },
+            )?;
             // The old CA stays trusted while it is valid: replicas may still serve its certificates.
             let old = existing
                 .and_then(Material::ca)
                 .filter(|old| validity(old).is_some_and(|(_, not_after)| not_after > now))
                 .unwrap_or_default();
-            (ca.pem(), key.serialize_pem(), format!("{}{old}", ca.pem()))
+            let bundle = format!("{}{old}", ca.cert_pem);
+            (ca, bundle)
         }
     };
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, KeyPair::from_pem(&ca_key_pem)?)?;
-    let mut params = CertificateParams::new(dns_names.to_vec())?;
-    params.distinguished_name.push(
-        DnType::CommonName,
-        dns_names.first().map_or("asyncapi-guard", String::as_str),
-    );
-    params.not_before = at(now - DAY);
-    params.not_after = at(now + LEAF_LIFETIME);
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &issuer)?;
+    let leaf = ca.issue(
+        dns_names,
+        pki::Validity {
+            not_before: now - DAY,
+            not_after: now + LEAF_LIFETIME,
+        },
+    )?;
     Ok(Material {
-        ca_bundle: pem_blocks(&previous).concat(),
-        ca_key: ca_key_pem,
-        cert: cert.pem(),
-        key: key.serialize_pem(),
+        ca_bundle: pem_blocks(&bundle).concat(),
+        ca_key: ca.key_pem,
+        cert: leaf.cert_pem,
+        key: leaf.key_pem,
     })
 }
 

@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod api;
 pub mod certificates;
+pub mod pki;
 pub mod reload;
 pub mod server;
 pub mod tls;

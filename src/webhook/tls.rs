@@ -132,9 +132,7 @@ fn build(
 }
 
 fn not_after(certificate: &CertificateDer<'_>) -> i64 {
-    x509_parser::parse_x509_certificate(certificate)
-        .map(|(_, cert)| cert.validity().not_after.timestamp())
-        .unwrap_or(0)
+    super::pki::read_der(certificate, super::pki::validity).map_or(0, |v| v.not_after)
 }
 
 /// A throwaway CA and a certificate it signs for `localhost`, `127.0.0.1` and `::1`.
@@ -146,41 +144,30 @@ pub struct SelfSigned {
 }
 
 pub fn self_signed() -> Result<SelfSigned, TlsError> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
-
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "asyncapi-guard local CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_key = KeyPair::generate()?;
-    let ca = ca_params.self_signed(&ca_key)?;
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-
-    let mut params = CertificateParams::new(vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ])?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
     // For local use: valid from yesterday (clock skew) for 90 days.
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::days(1);
-    params.not_after = now + time::Duration::days(90);
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &issuer)?;
-
-    let chain = vec![cert.der().clone()];
-    let key = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| TlsError::Pem {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let validity = super::pki::Validity {
+        not_before: now - 24 * 3600,
+        not_after: now + 90 * 24 * 3600,
+    };
+    let ca = super::pki::Authority::new("asyncapi-guard local CA", validity)?;
+    let leaf = ca.issue(
+        &[
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ],
+        validity,
+    )?;
+    let key = PrivateKeyDer::try_from(leaf.key_der).map_err(|e| TlsError::Pem {
         path: PathBuf::from("<generated>"),
         what: e.to_owned(),
     })?;
     Ok(SelfSigned {
-        loaded: build(chain, key, None)?,
-        ca_pem: ca.pem(),
+        loaded: build(vec![leaf.cert_der], key, None)?,
+        ca_pem: ca.cert_pem,
     })
 }
 

@@ -854,9 +854,6 @@ impl Store {
             object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(key.name);
             object["status"] = json!({"phase": "Active"});
         }
-        if let Some(reply) = self.invalid(served, &object, None, &key.name) {
-            return reply;
-        }
         let entries = Store::update_entries(
             Vec::new(),
             &request.manager(),
@@ -865,7 +862,22 @@ impl Store {
             &object,
             &served.api_version(),
         );
-        if request.dry_run() {
+        self.insert_new(served, key, object, entries, request.dry_run())
+    }
+
+    /// Stores a new object (validated first), owned as `entries` say: 201.
+    fn insert_new(
+        &mut self,
+        served: &Served,
+        key: Key,
+        mut object: Value,
+        entries: Vec<Entry>,
+        dry_run: bool,
+    ) -> Reply {
+        if let Some(reply) = self.invalid(served, &object, None, &key.name) {
+            return reply;
+        }
+        if dry_run {
             return Reply::Json(201, object);
         }
         self.stamp(served, &key, &mut object, None);
@@ -873,6 +885,35 @@ impl Store {
         self.objects.insert(key.clone(), object.clone());
         self.notify(&key, "ADDED", &object, None);
         Reply::Json(201, object)
+    }
+
+    /// Stores what an update (PUT or a patch) made of `current`: ownership from
+    /// `managedFields` as the client sent them when it changed them, else as they were.
+    fn finish_update(
+        &mut self,
+        served: &Served,
+        key: Key,
+        sub: Option<&str>,
+        request: &Incoming<'_>,
+        (current, mut object): (&Value, Value),
+        sent_fields: Option<&Value>,
+    ) -> Reply {
+        keep_identity(&mut object, current);
+        let base = match sent_fields {
+            Some(given) if Some(given) != current.pointer("/metadata/managedFields") => {
+                fields::decode(&json!({"metadata": {"managedFields": given}}))
+            }
+            _ => fields::decode(current),
+        };
+        let entries = Store::update_entries(
+            base,
+            &request.manager(),
+            sub,
+            current,
+            &object,
+            &served.api_version(),
+        );
+        self.commit(served, key, object, entries, current, request.dry_run())
     }
 
     fn replace(
@@ -904,46 +945,12 @@ impl Store {
         if stale(&sent, &current) {
             return self.conflict(served, &key.name);
         }
-        let mut object = match sub {
-            Some("status") => {
-                let mut object = current.clone();
-                object["status"] = sent.get("status").cloned().unwrap_or(Value::Null);
-                object
-            }
-            _ => {
-                let mut object = sent.clone();
-                if served.status {
-                    match current.get("status") {
-                        Some(status) => object["status"] = status.clone(),
-                        None => {
-                            if let Some(map) = object.as_object_mut() {
-                                map.remove("status");
-                            }
-                        }
-                    }
-                }
-                object
-            }
-        };
+        let mut object = only_subresource(served, sub, &current, sent.clone());
         if served.kind == "Secret" {
             string_data(&mut object);
         }
-        keep_identity(&mut object, &current);
-        let base = match sent.pointer("/metadata/managedFields") {
-            Some(given) if Some(given) != current.pointer("/metadata/managedFields") => {
-                fields::decode(&sent)
-            }
-            _ => fields::decode(&current),
-        };
-        let entries = Store::update_entries(
-            base,
-            &request.manager(),
-            sub,
-            &current,
-            &object,
-            &served.api_version(),
-        );
-        self.commit(served, key, object, entries, &current, request.dry_run())
+        let sent_fields = sent.pointer("/metadata/managedFields");
+        self.finish_update(served, key, sub, request, (&current, object), sent_fields)
     }
 
     fn patch(
@@ -1011,48 +1018,16 @@ impl Store {
                 patch::merge(&mut object, &request.body);
             }
         }
-        // The subresource a patch goes to is all it changes.
-        if served.status {
-            let keep_from = |from: &Value, into: &mut Value, field: &str| match from.get(field) {
-                Some(value) => into[field] = value.clone(),
-                None => {
-                    if let Some(map) = into.as_object_mut() {
-                        map.remove(field);
-                    }
-                }
-            };
-            if sub == Some("status") {
-                let status = object.get("status").cloned();
-                object = current.clone();
-                match status {
-                    Some(status) => object["status"] = status,
-                    None => {
-                        if let Some(map) = object.as_object_mut() {
-                            map.remove("status");
-                        }
-                    }
-                }
-            } else {
-                keep_from(&current, &mut object, "status");
-            }
-        }
-        let explicit =
-            object.pointer("/metadata/managedFields") != current.pointer("/metadata/managedFields");
-        let base = if explicit {
-            fields::decode(&object)
-        } else {
-            fields::decode(&current)
-        };
-        keep_identity(&mut object, &current);
-        let entries = Store::update_entries(
-            base,
-            &request.manager(),
+        let sent_fields = object.pointer("/metadata/managedFields").cloned();
+        let object = only_subresource(served, sub, &current, object);
+        self.finish_update(
+            served,
+            key,
             sub,
-            &current,
-            &object,
-            &served.api_version(),
-        );
-        self.commit(served, key, object, entries, &current, request.dry_run())
+            request,
+            (&current, object),
+            sent_fields.as_ref(),
+        )
     }
 
     fn apply(
@@ -1141,9 +1116,6 @@ impl Store {
             if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
                 metadata.remove("resourceVersion");
             }
-            if let Some(reply) = self.invalid(served, &object, None, &key.name) {
-                return reply;
-            }
             let entries = vec![Entry {
                 manager,
                 operation: "Apply".to_owned(),
@@ -1152,14 +1124,7 @@ impl Store {
                 time: now(),
                 fields: applied_fields,
             }];
-            if request.dry_run() {
-                return Reply::Json(201, object);
-            }
-            self.stamp(served, &key, &mut object, None);
-            object["metadata"]["managedFields"] = fields::encode(&entries);
-            self.objects.insert(key.clone(), object.clone());
-            self.notify(&key, "ADDED", &object, None);
-            return Reply::Json(201, object);
+            return self.insert_new(served, key, object, entries, request.dry_run());
         };
         if stale(&applied, &current) {
             return self.conflict(served, &key.name);
@@ -1541,6 +1506,29 @@ fn stale(sent: &Value, current: &Value) -> bool {
             .map(str::to_owned)
     };
     rv(sent).is_some_and(|sent| Some(sent) != rv(current))
+}
+
+/// What a write to `sub` makes of `current`, given the object it sent (or patched into):
+/// `/status` changes the status alone, and the main resource of a kind with a status
+/// subresource never changes its status.
+fn only_subresource(served: &Served, sub: Option<&str>, current: &Value, sent: Value) -> Value {
+    if !served.status && sub.is_none() {
+        return sent;
+    }
+    let (mut object, status_from) = if sub == Some("status") {
+        (current.clone(), &sent)
+    } else {
+        (sent.clone(), current)
+    };
+    match status_from.get("status") {
+        Some(status) => object["status"] = status.clone(),
+        None => {
+            if let Some(map) = object.as_object_mut() {
+                map.remove("status");
+            }
+        }
+    }
+    object
 }
 
 /// What a write cannot change: identity and creation.
