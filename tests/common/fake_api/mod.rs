@@ -295,6 +295,20 @@ fn sans_time(entries: &[Entry]) -> Vec<Entry> {
         .collect()
 }
 
+/// One request about one object (or, to create one, its collection).
+struct Call<'r> {
+    served: Served,
+    key: Key,
+    sub: Option<String>,
+    request: &'r Incoming<'r>,
+}
+
+impl<'r> Call<'r> {
+    fn parts(&self) -> (&Served, &Key, Option<&str>, &'r Incoming<'r>) {
+        (&self.served, &self.key, self.sub.as_deref(), self.request)
+    }
+}
+
 /// Where a request goes.
 enum Route {
     Discovery,
@@ -777,7 +791,14 @@ impl Store {
         entries
     }
 
-    fn create(&mut self, served: &Served, mut key: Key, request: &Incoming<'_>) -> Reply {
+    fn create(&mut self, call: Call<'_>) -> Reply {
+        let Call {
+            served,
+            mut key,
+            request,
+            ..
+        } = call;
+        let served = &served;
         let mut object = request.body.clone();
         if !object.is_object() {
             return error(
@@ -891,13 +912,11 @@ impl Store {
     /// `managedFields` as the client sent them when it changed them, else as they were.
     fn finish_update(
         &mut self,
-        served: &Served,
-        key: Key,
-        sub: Option<&str>,
-        request: &Incoming<'_>,
+        call: Call<'_>,
         (current, mut object): (&Value, Value),
         sent_fields: Option<&Value>,
     ) -> Reply {
+        let (served, key, sub, request) = call.parts();
         keep_identity(&mut object, current);
         let base = match sent_fields {
             Some(given) if Some(given) != current.pointer("/metadata/managedFields") => {
@@ -913,17 +932,20 @@ impl Store {
             &object,
             &served.api_version(),
         );
-        self.commit(served, key, object, entries, current, request.dry_run())
+        self.commit(
+            served,
+            key.clone(),
+            object,
+            entries,
+            current,
+            request.dry_run(),
+        )
     }
 
-    fn replace(
-        &mut self,
-        served: &Served,
-        key: Key,
-        sub: Option<&str>,
-        request: &Incoming<'_>,
-    ) -> Reply {
-        let Some(current) = self.objects.get(&key).cloned() else {
+    fn replace(&mut self, call: Call<'_>) -> Reply {
+        let (served, key, sub, request) =
+            (&call.served, &call.key, call.sub.as_deref(), call.request);
+        let Some(current) = self.objects.get(key).cloned() else {
             return self.not_found(served, &key.name);
         };
         let sent = request.body.clone();
@@ -950,16 +972,12 @@ impl Store {
             string_data(&mut object);
         }
         let sent_fields = sent.pointer("/metadata/managedFields");
-        self.finish_update(served, key, sub, request, (&current, object), sent_fields)
+        self.finish_update(call, (&current, object), sent_fields)
     }
 
-    fn patch(
-        &mut self,
-        served: &Served,
-        key: Key,
-        sub: Option<&str>,
-        request: &Incoming<'_>,
-    ) -> Reply {
+    fn patch(&mut self, call: Call<'_>) -> Reply {
+        let (served, key, sub, request) =
+            (&call.served, &call.key, call.sub.as_deref(), call.request);
         let content_type = request
             .content_type
             .split(';')
@@ -968,7 +986,7 @@ impl Store {
             .trim();
         let force = request.query.get("force").is_some_and(|f| f == "true");
         if content_type == "application/apply-patch+yaml" {
-            return self.apply(served, key, sub, request, force);
+            return self.apply(call, force);
         }
         if !matches!(
             content_type,
@@ -989,7 +1007,7 @@ impl Store {
             body["details"] = json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [{"reason": "FieldValueForbidden", "message": "Forbidden: may not be specified for non-apply patch", "field": "force"}]});
             return Reply::Json(422, body);
         }
-        let Some(current) = self.objects.get(&key).cloned() else {
+        let Some(current) = self.objects.get(key).cloned() else {
             return self.not_found(served, &key.name);
         };
         let mut object = current.clone();
@@ -1020,24 +1038,11 @@ impl Store {
         }
         let sent_fields = object.pointer("/metadata/managedFields").cloned();
         let object = only_subresource(served, sub, &current, object);
-        self.finish_update(
-            served,
-            key,
-            sub,
-            request,
-            (&current, object),
-            sent_fields.as_ref(),
-        )
+        self.finish_update(call, (&current, object), sent_fields.as_ref())
     }
 
-    fn apply(
-        &mut self,
-        served: &Served,
-        key: Key,
-        sub: Option<&str>,
-        request: &Incoming<'_>,
-        force: bool,
-    ) -> Reply {
+    fn apply(&mut self, call: Call<'_>, force: bool) -> Reply {
+        let (served, key, sub, request) = call.parts();
         let Some(manager) = request.query.get("fieldManager").cloned() else {
             let mut body = status_body(
                 422,
@@ -1091,7 +1096,7 @@ impl Store {
         fields::fields_of(&applied, &Vec::new(), false, &mut applied_fields);
         let sub_owned = sub.map(str::to_owned);
 
-        let Some(current) = self.objects.get(&key).cloned() else {
+        let Some(current) = self.objects.get(key).cloned() else {
             if sub.is_some() {
                 return self.not_found(served, &key.name);
             }
@@ -1109,7 +1114,7 @@ impl Store {
                     ),
                 );
             }
-            if let Some(refused) = self.may_create_in(served, &key) {
+            if let Some(refused) = self.may_create_in(served, key) {
                 return refused;
             }
             let mut object = applied.clone();
@@ -1124,7 +1129,7 @@ impl Store {
                 time: now(),
                 fields: applied_fields,
             }];
-            return self.insert_new(served, key, object, entries, request.dry_run());
+            return self.insert_new(served, key.clone(), object, entries, request.dry_run());
         };
         if stale(&applied, &current) {
             return self.conflict(served, &key.name);
@@ -1219,10 +1224,24 @@ impl Store {
             }
         }
         entries.retain(|e| !e.fields.is_empty());
-        self.commit(served, key, object, entries, &current, request.dry_run())
+        self.commit(
+            served,
+            key.clone(),
+            object,
+            entries,
+            &current,
+            request.dry_run(),
+        )
     }
 
-    fn delete(&mut self, served: &Served, key: Key, request: &Incoming<'_>) -> Reply {
+    fn delete(&mut self, call: Call<'_>) -> Reply {
+        let Call {
+            served,
+            key,
+            request,
+            ..
+        } = call;
+        let served = &served;
         let Some(current) = self.objects.get(&key).cloned() else {
             return self.not_found(served, &key.name);
         };
@@ -1443,17 +1462,25 @@ impl Store {
             .query
             .get("watch")
             .is_some_and(|w| w == "true" || w == "1");
-        match (request.method.clone(), key.name.is_empty()) {
-            (Method::GET, true) if watch => self.watch(key, request.query),
-            (Method::GET, true) => self.list(&served, &key, request.query),
-            (Method::GET, false) => match self.objects.get(&key) {
+        let method = request.method.clone();
+        let collection = key.name.is_empty();
+        let call = Call {
+            served,
+            key,
+            sub,
+            request,
+        };
+        match (method, collection) {
+            (Method::GET, true) if watch => self.watch(call.key, request.query),
+            (Method::GET, true) => self.list(&call.served, &call.key, request.query),
+            (Method::GET, false) => match self.objects.get(&call.key) {
                 Some(object) => Reply::Json(200, object.clone()),
-                None => self.not_found(&served, &key.name),
+                None => self.not_found(&call.served, &call.key.name),
             },
-            (Method::POST, true) => self.create(&served, key, request),
-            (Method::PUT, false) => self.replace(&served, key, sub.as_deref(), request),
-            (Method::PATCH, false) => self.patch(&served, key, sub.as_deref(), request),
-            (Method::DELETE, false) => self.delete(&served, key, request),
+            (Method::POST, true) => self.create(call),
+            (Method::PUT, false) => self.replace(call),
+            (Method::PATCH, false) => self.patch(call),
+            (Method::DELETE, false) => self.delete(call),
             _ => error(
                 405,
                 "MethodNotAllowed",
@@ -1661,20 +1688,7 @@ impl FakeApi {
     pub fn client(&self, namespace: &str) -> kube::Client {
         let api = self.clone();
         let service = tower::service_fn(move |request: Request<kube::client::Body>| {
-            let api = api.clone();
-            async move {
-                let (parts, body) = request.into_parts();
-                let bytes = body
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let delay = api.draw_latency();
-                if !delay.is_zero() {
-                    tokio::time::sleep(delay).await;
-                }
-                api.answer(&parts, &bytes)
-            }
+            api.clone().serve(request)
         });
         kube::Client::new(service, namespace)
     }
@@ -1692,18 +1706,7 @@ impl FakeApi {
                 let api = api.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
-                        move |request: Request<hyper::body::Incoming>| {
-                            let api = api.clone();
-                            async move {
-                                let (parts, body) = request.into_parts();
-                                let bytes = body
-                                    .collect()
-                                    .await
-                                    .map(|b| b.to_bytes())
-                                    .unwrap_or_default();
-                                api.answer(&parts, &bytes)
-                            }
-                        },
+                        move |request: Request<hyper::body::Incoming>| api.clone().serve(request),
                     );
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -1726,6 +1729,25 @@ impl FakeApi {
             _dir: dir,
             task,
         }
+    }
+
+    /// One request, from a client in this process or over HTTP: after the network's time
+    /// ([`FakeApi::set_latency`]), answered.
+    async fn serve<B: hyper::body::Body>(
+        self,
+        request: Request<B>,
+    ) -> Result<Response<ResponseBody>, Refused> {
+        let (parts, body) = request.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let delay = self.draw_latency();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.answer(&parts, &bytes)
     }
 
     fn answer(
@@ -1860,35 +1882,17 @@ impl FakeApi {
     /// `kubectl create namespace`, unless it exists.
     pub fn ensure_namespace(&self, name: &str) {
         if self.get(NAMESPACES, None, name).is_none() {
-            let (status, object) = self.request(
-                Method::POST,
-                (NAMESPACES, None, ""),
-                &[("fieldManager", "kubectl-create")],
-                "application/json",
+            self.create(
+                NAMESPACES,
+                None,
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
             );
-            assert_eq!(status, 201, "create namespace: {object}");
         }
     }
 
     /// Creates an object in `collection` (namespaced when `namespace` is given, which is
     /// created first when missing), as `kubectl create` does.
     pub fn create(&self, collection: &str, namespace: Option<&str>, object: Value) -> Value {
-        if collection == NAMESPACES {
-            let name = object["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let (status, created) = self.request(
-                Method::POST,
-                (NAMESPACES, None, ""),
-                &[("fieldManager", "kubectl-create")],
-                "application/json",
-                object,
-            );
-            assert_eq!(status, 201, "create {name}: {created}");
-            return created;
-        }
         if let Some(ns) = namespace {
             self.ensure_namespace(ns);
         }
@@ -1905,10 +1909,7 @@ impl FakeApi {
 
     /// `kubectl replace -f`: stores exactly `object` (no resourceVersion: unconditional).
     pub fn replace(&self, collection: &str, namespace: Option<&str>, mut object: Value) -> Value {
-        let name = object["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let name = name_of(&object);
         if let Some(metadata) = object["metadata"].as_object_mut() {
             metadata.remove("resourceVersion");
             metadata.remove("managedFields");
@@ -1937,10 +1938,7 @@ impl FakeApi {
         if let Some(ns) = namespace {
             self.ensure_namespace(ns);
         }
-        let name = object["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let name = name_of(&object);
         let mut query = vec![("fieldManager", manager)];
         if force {
             query.push(("force", "true"));
@@ -2130,6 +2128,14 @@ impl FakeApi {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+}
+
+/// `metadata.name`, or nothing.
+fn name_of(object: &Value) -> String {
+    object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// An apply body written as YAML (as `kubectl` may send it), read by the engine's loader.
