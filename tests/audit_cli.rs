@@ -1,17 +1,12 @@
-//! `asyncapi-guard audit` as a user runs it: a kubeconfig and a context that point at a fake
-//! API server (plain HTTP, in this process), namespaces, every format, the exit codes.
+//! `asyncapi-guard audit` as a user runs it: a kubeconfig and a context that point at the
+//! fake API server (plain HTTP, in this process), namespaces, every format, the exit codes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::Output;
 
-use axum::Router;
-use axum::extract::{Path, Query};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json};
-use axum::routing::get;
+use common::fake_api::{self, FakeApi, FakeHttp};
 use serde_json::{Value, json};
 
 const INSECURE: &str =
@@ -19,67 +14,43 @@ const INSECURE: &str =
 
 fn config_maps(namespace: &str) -> Vec<Value> {
     vec![
-        json!({"metadata": {"name": "orders", "namespace": namespace, "labels": {"asyncapi-guard.io/document": "true"}},
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "orders", "namespace": namespace, "labels": {"asyncapi-guard.io/document": "true"}},
                "data": {"asyncapi.yaml": INSECURE}}),
-        json!({"metadata": {"name": "kube-root-ca.crt", "namespace": namespace}, "data": {"ca.crt": "-----BEGIN CERTIFICATE-----"}}),
-        json!({"metadata": {"name": "legacy", "namespace": namespace}, "data": {"api.json": "{\"asyncapi\": \"2.6.0\"}"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "kube-root-ca.crt", "namespace": namespace}, "data": {"ca.crt": "-----BEGIN CERTIFICATE-----"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "legacy", "namespace": namespace}, "data": {"api.json": "{\"asyncapi\": \"2.6.0\"}"}}),
     ]
 }
 
-/// One page of `items`, `limit` long, from the offset in the continue token.
-fn page(kind: &str, items: Vec<Value>, query: &HashMap<String, String>) -> Json<Value> {
-    let limit: usize = query
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(500);
-    let start: usize = query
-        .get("continue")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let end = (start + limit).min(items.len());
-    let mut metadata = json!({"resourceVersion": "1"});
-    if end < items.len() {
-        metadata["continue"] = json!(end.to_string());
+fn hello(namespace: &str) -> Value {
+    json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
+           "metadata": {"name": "hello", "namespace": namespace},
+           "spec": {"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}}}})
+}
+
+/// ConfigMaps in payments and billing, an AsyncAPI in payments, and in deep one nested
+/// deeper than the depth limit; served over HTTP.
+async fn cluster() -> (FakeApi, FakeHttp) {
+    let api = FakeApi::new();
+    for namespace in ["payments", "billing"] {
+        for object in config_maps(namespace) {
+            api.create(fake_api::CONFIG_MAPS, Some(namespace), object);
+        }
     }
-    Json(
-        json!({"apiVersion": "v1", "kind": kind, "metadata": metadata, "items": items[start..end].to_vec()}),
-    )
+    api.create(fake_api::ASYNCAPIS, Some("payments"), hello("payments"));
+    api.create(fake_api::ASYNCAPIS, Some("deep"), hello("deep"));
+    api.create(
+        fake_api::ASYNCAPIS,
+        Some("deep"),
+        common::nested_asyncapi("nested", "deep", 150),
+    );
+    let http = api.serve_http().await;
+    (api, http)
 }
 
-async fn fake_api() -> std::net::SocketAddr {
-    let app = Router::new()
-        .route(
-            "/api/v1/namespaces/{ns}/configmaps",
-            get(|Path(ns): Path<String>, Query(q): Query<HashMap<String, String>>| async move { page("ConfigMapList", config_maps(&ns), &q) }),
-        )
-        .route(
-            "/api/v1/configmaps",
-            get(|Query(q): Query<HashMap<String, String>>| async move {
-                page("ConfigMapList", [config_maps("payments"), config_maps("billing")].concat(), &q)
-            }),
-        )
-        .route(
-            "/apis/asyncapi-guard.io/v1alpha1/namespaces/{ns}/asyncapis",
-            get(|Path(ns): Path<String>, Query(q): Query<HashMap<String, String>>| async move {
-                let mut items = vec![json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI",
-                    "metadata": {"name": "hello", "namespace": ns},
-                    "spec": {"asyncapi": "3.0.0", "servers": {"production": {"host": "x", "protocol": "amqp"}}}})];
-                if ns == "deep" {
-                    items.push(common::nested_asyncapi("nested", &ns, 150));
-                }
-                page("AsyncAPIList", items, &q)
-            }),
-        )
-        .route(
-            "/apis/asyncapi-guard.io/v1alpha1/asyncapis",
-            get(|| async { (StatusCode::NOT_FOUND, Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "the server could not find the requested resource"}))).into_response() }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
+/// Two contexts on the fake API server: `fake` in payments, `other` (current) in billing.
 fn kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
     let path = dir.join("kubeconfig");
     std::fs::write(
@@ -113,7 +84,8 @@ fn args(kubeconfig: &std::path::Path, rest: &[&str]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_lists_judges_and_reports_like_check() {
-    let addr = fake_api().await;
+    let (api, http) = cluster().await;
+    let addr = http.addr;
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &format!("http://{addr}"));
 
@@ -130,35 +102,30 @@ async fn audit_lists_judges_and_reports_like_check() {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let files: Vec<(String, bool, bool)> = report["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["file"].as_str().unwrap().to_owned(),
-                f["allowed"].as_bool().unwrap(),
-                f["unguarded"] == true,
-            )
-        })
-        .collect();
     assert_eq!(
-        files,
+        common::report_files(&report),
         [
-            (
-                "ConfigMap/payments/orders/data/asyncapi.yaml".to_owned(),
-                false,
-                false
-            ),
             (
                 "ConfigMap/payments/legacy/data/api.json".to_owned(),
                 true,
                 true
             ),
+            (
+                "ConfigMap/payments/orders/data/asyncapi.yaml".to_owned(),
+                false,
+                false
+            ),
             ("AsyncAPI/payments/hello/spec".to_owned(), false, false),
         ]
     );
-    assert_eq!(report["files"][0]["violations"][0]["line"], 3);
+    assert_eq!(report["files"][1]["violations"][0]["line"], 3);
+    // Page by page: one object a page.
+    let pages = api
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v1/namespaces/payments/configmaps")
+        .count();
+    assert_eq!(pages, 3);
 
     // Text: finding lines as check prints them, the unguarded ones apart.
     let out = audit(args(&config, &["--context", "fake", "-n", "payments"])).await;
@@ -178,8 +145,10 @@ async fn audit_lists_judges_and_reports_like_check() {
         "{text}"
     );
 
-    // All namespaces; the cluster-wide AsyncAPI list is refused (no CRD): said, not fatal.
+    // All namespaces; without the AsyncAPI CRD: said, not fatal.
+    api.set_installed(fake_api::ASYNCAPIS, false);
     let out = audit(args(&config, &["-A", "--format", "sarif"])).await;
+    api.set_installed(fake_api::ASYNCAPIS, true);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("not audited: asyncapis.asyncapi-guard.io")
@@ -205,7 +174,8 @@ async fn audit_lists_judges_and_reports_like_check() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_nested_deeper_than_the_depth_limit_is_reported_and_the_others_still_judged() {
-    let addr = fake_api().await;
+    let (_api, http) = cluster().await;
+    let addr = http.addr;
     let dir = tempfile::tempdir().unwrap();
     let config = kubeconfig(dir.path(), &format!("http://{addr}"));
     let out = audit(args(

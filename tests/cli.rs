@@ -102,40 +102,33 @@ fn a_multi_document_manifest_gives_one_entry_per_carried_document() {
     let out = check(&["--format", "json", "examples/manifests.yaml"], None);
     assert_eq!(out.status.code(), Some(1));
     let report = json(&out);
-    let entries: Vec<(String, bool)> = report["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["file"].as_str().unwrap().to_owned(),
-                f["allowed"].as_bool().unwrap(),
-            )
-        })
-        .collect();
+    let file = |name: &str, allowed, unguarded| {
+        (
+            format!("examples/manifests.yaml#{name}"),
+            allowed,
+            unguarded,
+        )
+    };
     assert_eq!(
-        entries,
+        common::report_files(&report),
         [
-            (
-                "examples/manifests.yaml#ConfigMap/payments/orders-api/data/asyncapi.yaml"
-                    .to_owned(),
-                true
+            file(
+                "ConfigMap/payments/orders-api/data/asyncapi.yaml",
+                true,
+                false
             ),
-            (
-                "examples/manifests.yaml#ConfigMap/payments/billing-api/data/asyncapi.yaml"
-                    .to_owned(),
+            file(
+                "ConfigMap/payments/billing-api/data/asyncapi.yaml",
+                false,
                 false
             ),
             // Unlabelled, so unguarded: judged because its key holds AsyncAPI.
-            (
-                "examples/manifests.yaml#ConfigMap/payments/unrelated/data/settings.yaml"
-                    .to_owned(),
+            file(
+                "ConfigMap/payments/unrelated/data/settings.yaml",
+                true,
                 true
             ),
-            (
-                "examples/manifests.yaml#AsyncAPI/payments/hello-world/spec".to_owned(),
-                true
-            ),
+            file("AsyncAPI/payments/hello-world/spec", true, false),
         ]
     );
     let violation = &report["files"][1]["violations"][0];

@@ -236,54 +236,27 @@ impl Book {
         Some((entry, changes))
     }
 
-    /// Forgets the objects of `kind` that pass `seen` did not see again (deleted while
-    /// nobody watched); returns their namespaces and the gauge changes.
-    pub fn sweep(&mut self, kind: KindIndex, seen: u32) -> (Vec<Arc<str>>, GaugeChanges) {
-        let mut gone: Vec<(Arc<str>, Uid)> = Vec::new();
-        for (namespace, objects) in &self.namespaces {
-            for (uid, entry) in objects {
-                if entry.kind == kind && entry.seen != seen {
-                    gone.push((namespace.clone(), uid.clone()));
-                }
-            }
-        }
+    /// Forgets the objects that are `gone`; returns their namespaces and the gauge changes.
+    pub fn forget_where(&mut self, gone: impl Fn(&Entry) -> bool) -> (Vec<Arc<str>>, GaugeChanges) {
+        let found: Vec<(Arc<str>, Uid)> = self
+            .namespaces
+            .iter()
+            .flat_map(|(namespace, objects)| {
+                objects
+                    .iter()
+                    .filter(|(_, entry)| gone(entry))
+                    .map(move |(uid, _)| (namespace.clone(), uid.clone()))
+            })
+            .collect();
         let mut changes = Vec::new();
-        let mut namespaces = Vec::new();
-        for (namespace, uid) in gone {
+        let mut namespaces = std::collections::BTreeSet::new();
+        for (namespace, uid) in found {
             if let Some((_, mut moved)) = self.remove(&namespace, &uid) {
                 changes.append(&mut moved);
             }
-            if !namespaces.contains(&namespace) {
-                namespaces.push(namespace);
-            }
+            namespaces.insert(namespace);
         }
-        (namespaces, changes)
-    }
-
-    /// Forgets every object of the kinds `keep` does not keep.
-    pub fn retain_kinds(
-        &mut self,
-        keep: impl Fn(KindIndex) -> bool,
-    ) -> (Vec<Arc<str>>, GaugeChanges) {
-        let mut gone: Vec<(Arc<str>, Uid)> = Vec::new();
-        for (namespace, objects) in &self.namespaces {
-            for (uid, entry) in objects {
-                if !keep(entry.kind) {
-                    gone.push((namespace.clone(), uid.clone()));
-                }
-            }
-        }
-        let mut changes = Vec::new();
-        let mut namespaces = Vec::new();
-        for (namespace, uid) in gone {
-            if let Some((_, mut moved)) = self.remove(&namespace, &uid) {
-                changes.append(&mut moved);
-            }
-            if !namespaces.contains(&namespace) {
-                namespaces.push(namespace);
-            }
-        }
-        (namespaces, changes)
+        (namespaces.into_iter().collect(), changes)
     }
 
     fn count(

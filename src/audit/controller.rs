@@ -447,7 +447,7 @@ impl Auditor {
         // What is no longer watched (a kind taken out of the configuration, a CRD gone)
         // leaves the gauges and reports now, not never.
         let watched = self.watched.clone();
-        let (namespaces, changes) = self.book.retain_kinds(|k| watched.contains(&k));
+        let (namespaces, changes) = self.book.forget_where(|e| !watched.contains(&e.kind));
         self.apply_gauges(changes);
         for namespace in namespaces {
             self.owe(Target::Report(namespace));
@@ -676,7 +676,9 @@ impl Auditor {
                 pass.down = false;
                 let number = pass.number;
                 // What did not come back was deleted while nobody watched.
-                let (namespaces, changes) = self.book.sweep(kind, number);
+                let (namespaces, changes) = self
+                    .book
+                    .forget_where(|e| e.kind == kind && e.seen != number);
                 self.apply_gauges(changes);
                 for namespace in namespaces {
                     self.owe(Target::Report(namespace));

@@ -178,6 +178,20 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A finding of `rule` at `path` (written at `pos`), enforced until the engine sets its
+    /// mode.
+    pub fn new(rule: RuleId, path: &str, pos: Pos, message: &str, hint: Option<&str>) -> Finding {
+        Finding {
+            rule,
+            path: path.to_owned(),
+            pos,
+            message: message.to_owned(),
+            hint: hint.map(str::to_owned),
+            mode: Mode::Enforce,
+            waiver: None,
+        }
+    }
+
     /// Whether it refuses the object: enforced and not covered by an exception.
     pub fn denies(&self) -> bool {
         self.mode == Mode::Enforce && self.waiver.is_none()

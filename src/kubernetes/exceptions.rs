@@ -620,7 +620,6 @@ pub fn is_exception(group: &str, kind: &str) -> bool {
 mod tests {
     use super::*;
     use crate::engine::document::Pos;
-    use crate::engine::finding::Mode;
     use serde_json::json;
 
     fn at(text: &str) -> Timestamp {
@@ -643,24 +642,11 @@ mod tests {
     }
 
     fn finding(rule: RuleId, path: &str) -> Finding {
-        Finding {
-            rule,
-            path: path.into(),
-            pos: Pos::UNKNOWN,
-            message: "m".into(),
-            hint: None,
-            mode: Mode::Enforce,
-            waiver: None,
-        }
+        Finding::new(rule, path, Pos::UNKNOWN, "m", None)
     }
 
     fn orders() -> ObjectId {
-        ObjectId {
-            group: String::new(),
-            kind: "ConfigMap".into(),
-            namespace: Some("payments".into()),
-            name: "orders-api".into(),
-        }
+        ObjectId::config_map("payments", "orders-api")
     }
 
     #[test]

@@ -67,6 +67,16 @@ pub struct ObjectId {
 }
 
 impl ObjectId {
+    /// The ConfigMap `namespace/name`.
+    pub fn config_map(namespace: &str, name: &str) -> ObjectId {
+        ObjectId {
+            group: String::new(),
+            kind: "ConfigMap".to_owned(),
+            namespace: Some(namespace.to_owned()),
+            name: name.to_owned(),
+        }
+    }
+
     /// `ConfigMap/payments/orders-api`, as used in `check`'s file names.
     pub fn path(&self) -> String {
         match &self.namespace {
@@ -317,45 +327,48 @@ mod tests {
     }
 
     fn cm() -> ObjectId {
-        ObjectId {
-            group: String::new(),
-            kind: "ConfigMap".into(),
-            namespace: Some("payments".into()),
-            name: "orders-api".into(),
-        }
+        ObjectId::config_map("payments", "orders-api")
     }
 
-    fn labels_of(carried: &[Carried<'_>]) -> Vec<String> {
-        carried.iter().map(|c| c.locator.clone()).collect()
+    /// What the ConfigMap `payments/orders-api` with `body` and `meta` carries: each
+    /// locator, and what its content is (`text a`, `candidate d`, `unreadable ...`).
+    fn carried(body: serde_json::Value, meta: &ObjectMeta) -> Vec<(String, String)> {
+        let body_tree = tree(&body);
+        extract(&cm(), meta, root(&body_tree), &ExtractConfig::default())
+            .into_iter()
+            .map(|c| {
+                let content = match c.content {
+                    Content::Text(b) => format!("text {}", String::from_utf8_lossy(&b)),
+                    Content::Candidate(b) => format!("candidate {}", String::from_utf8_lossy(&b)),
+                    Content::Unreadable(why) => format!("unreadable {why}"),
+                    Content::Field(_) => "field".to_owned(),
+                };
+                (c.locator, content)
+            })
+            .collect()
+    }
+
+    fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+        expected
+            .iter()
+            .map(|(l, c)| ((*l).to_owned(), (*c).to_owned()))
+            .collect()
     }
 
     #[test]
     fn labelled_config_map_documents_by_suffix() {
         let body = json!({"data": {"asyncapi.yaml": "a", "b.json": "b", "c.yml": "c", "readme.txt": "d"},
                           "binaryData": {"bin.yaml": "YXN5bmNhcGk6IDMuMC4w"}});
-        let body_tree = tree(&body);
-        let found = extract(
-            &cm(),
-            &meta(&[(DOCUMENT_LABEL, "")], &[]),
-            root(&body_tree),
-            &ExtractConfig::default(),
-        );
-        assert_eq!(
-            labels_of(&found),
-            [
-                "data/asyncapi.yaml",
-                "data/b.json",
-                "data/c.yml",
-                "data/readme.txt",
-                "binaryData/bin.yaml"
-            ]
-        );
         // Named like a document: it must be one. Any other key: only if it is AsyncAPI.
-        assert_eq!(found[0].content, Content::Text(Cow::Borrowed(b"a")));
-        assert_eq!(found[3].content, Content::Candidate(Cow::Borrowed(b"d")));
         assert_eq!(
-            found[4].content,
-            Content::Text(Cow::Owned(b"asyncapi: 3.0.0".to_vec()))
+            carried(body, &meta(&[(DOCUMENT_LABEL, "")], &[])),
+            pairs(&[
+                ("data/asyncapi.yaml", "text a"),
+                ("data/b.json", "text b"),
+                ("data/c.yml", "text c"),
+                ("data/readme.txt", "candidate d"),
+                ("binaryData/bin.yaml", "text asyncapi: 3.0.0"),
+            ])
         );
     }
 
@@ -363,30 +376,18 @@ mod tests {
     fn a_labelled_key_without_an_extension_is_judged_by_its_content() {
         // kubectl create configmap --from-file=asyncapi=orders.yaml
         let body = json!({"data": {"asyncapi": "asyncapi: 3.0.0"}});
-        let body_tree = tree(&body);
-        let found = extract(
-            &cm(),
-            &meta(&[(DOCUMENT_LABEL, "true")], &[]),
-            root(&body_tree),
-            &ExtractConfig::default(),
+        assert_eq!(
+            carried(body, &meta(&[(DOCUMENT_LABEL, "true")], &[])),
+            pairs(&[("data/asyncapi", "candidate asyncapi: 3.0.0")])
         );
-        assert_eq!(labels_of(&found), ["data/asyncapi"]);
-        assert!(matches!(found[0].content, Content::Candidate(_)));
     }
 
     #[test]
-    fn the_label_false_opts_out_even_when_inspecting_all() {
+    fn the_label_false_opts_out() {
         let body = json!({"data": {"asyncapi.yaml": "asyncapi: 3.0.0"}});
-        let body_tree = tree(&body);
         let opted_out = meta(&[(DOCUMENT_LABEL, "false")], &[]);
         assert_eq!(DocumentLabel::of(&opted_out), DocumentLabel::OptedOut);
-        for inspect_all_config_maps in [false, true] {
-            let config = ExtractConfig {
-                inspect_all_config_maps,
-                ..ExtractConfig::default()
-            };
-            assert!(extract(&cm(), &opted_out, root(&body_tree), &config).is_empty());
-        }
+        assert!(carried(body, &opted_out).is_empty());
         for value in ["", "true", "yes", "False"] {
             let m = meta(&[(DOCUMENT_LABEL, value)], &[]);
             assert_eq!(DocumentLabel::of(&m), DocumentLabel::OptedIn, "{value:?}");
@@ -396,41 +397,44 @@ mod tests {
     #[test]
     fn keys_annotation_lists_exactly_and_reports_missing_keys() {
         let body = json!({"data": {"spec": "a", "asyncapi.yaml": "b"}});
-        let body_tree = tree(&body);
         let m = meta(
             &[(DOCUMENT_LABEL, "true")],
             &[(KEYS_ANNOTATION, " spec , gone.yaml,")],
         );
-        let found = extract(&cm(), &m, root(&body_tree), &ExtractConfig::default());
-        assert_eq!(labels_of(&found), ["data/spec", "data/gone.yaml"]);
-        assert!(matches!(found[1].content, Content::Unreadable(_)));
+        assert_eq!(
+            carried(body, &m),
+            pairs(&[
+                ("data/spec", "text a"),
+                (
+                    "data/gone.yaml",
+                    "unreadable key \"gone.yaml\" is listed in the asyncapi-guard.io/keys annotation but the ConfigMap has no such key"
+                ),
+            ])
+        );
     }
 
     #[test]
     fn every_key_of_an_unlabelled_config_map_is_a_candidate() {
         let body = json!({"data": {"leader": "x", "a.yaml": "y"}});
-        let body_tree = tree(&body);
-        let m = meta(&[], &[]);
-        let found = extract(&cm(), &m, root(&body_tree), &ExtractConfig::default());
-        assert_eq!(found.len(), 2);
-        assert!(
-            found
-                .iter()
-                .all(|c| matches!(c.content, Content::Candidate(_)))
+        assert_eq!(
+            carried(body, &meta(&[], &[])),
+            pairs(&[
+                ("data/a.yaml", "candidate y"),
+                ("data/leader", "candidate x")
+            ])
         );
     }
 
     #[test]
     fn bad_binary_data_in_a_labelled_config_map_is_unreadable() {
         let body = json!({"binaryData": {"x.yaml": "%%%"}});
-        let body_tree = tree(&body);
-        let found = extract(
-            &cm(),
-            &meta(&[(DOCUMENT_LABEL, "")], &[]),
-            root(&body_tree),
-            &ExtractConfig::default(),
+        let found = carried(body, &meta(&[(DOCUMENT_LABEL, "")], &[]));
+        assert!(
+            found[0]
+                .1
+                .starts_with("unreadable binaryData key \"x.yaml\" is not valid base64"),
+            "{found:?}"
         );
-        assert!(matches!(&found[0].content, Content::Unreadable(why) if why.contains("base64")));
     }
 
     #[test]

@@ -190,3 +190,104 @@ fn judge_documents(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::finding::Mode;
+    use crate::kubernetes::namespaces::{MODE_LABEL, PRODUCTION_LABEL};
+
+    fn meta(label: Option<&str>) -> ObjectMeta {
+        ObjectMeta {
+            labels: label
+                .map(|v| BTreeMap::from([(extract::DOCUMENT_LABEL.to_owned(), v.to_owned())])),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn who_is_judged_and_how() {
+        let config = ExtractConfig::default();
+        let inspect_all = ExtractConfig {
+            inspect_all_config_maps: true,
+            ..ExtractConfig::default()
+        };
+        let cm = ObjectId::config_map("payments", "orders");
+        let enforce = Overrides::default();
+        let none = labels(&[]);
+        let cases = [
+            (
+                &config,
+                Some("true"),
+                Scope::Labels(&none),
+                Coverage::Guarded(enforce),
+            ),
+            (
+                &config,
+                None,
+                Scope::Labels(&none),
+                Coverage::Unguarded(enforce),
+            ),
+            (
+                &inspect_all,
+                None,
+                Scope::Labels(&none),
+                Coverage::Guarded(enforce),
+            ),
+            (
+                &inspect_all,
+                Some("false"),
+                Scope::Labels(&none),
+                Coverage::Skipped(Skipped::OptedOut),
+            ),
+            (
+                &config,
+                Some("false"),
+                Scope::Entry(enforce),
+                Coverage::Skipped(Skipped::OptedOut),
+            ),
+            (
+                &config,
+                None,
+                Scope::Entry(enforce),
+                Coverage::Unguarded(enforce),
+            ),
+        ];
+        for (config, label, scope, expected) in cases {
+            assert_eq!(
+                coverage(config, &cm, &meta(label), scope),
+                expected,
+                "{label:?} {scope:?}"
+            );
+        }
+        // The namespace's labels choose the mode; excluded namespaces and `off` are skipped,
+        // whichever the scope.
+        let warn_all = labels(&[(MODE_LABEL, "warn"), (PRODUCTION_LABEL, "all")]);
+        assert_eq!(
+            coverage(&config, &cm, &meta(Some("true")), Scope::Labels(&warn_all)),
+            Coverage::Guarded(Overrides {
+                mode: Mode::Warn,
+                all_servers_production: true
+            })
+        );
+        let off = labels(&[(MODE_LABEL, "off")]);
+        assert_eq!(
+            coverage(&config, &cm, &meta(Some("true")), Scope::Labels(&off)),
+            Coverage::Skipped(Skipped::NamespaceOff)
+        );
+        let system = ObjectId::config_map("kube-system", "x");
+        for scope in [Scope::Labels(&none), Scope::Entry(enforce)] {
+            assert_eq!(
+                coverage(&config, &system, &meta(Some("true")), scope),
+                Coverage::Skipped(Skipped::ExcludedNamespace)
+            );
+        }
+    }
+}

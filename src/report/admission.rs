@@ -153,27 +153,18 @@ mod tests {
         message: &str,
         hint: Option<&str>,
     ) -> Finding {
+        let pos = Pos {
+            line,
+            column: if line == 0 { 0 } else { 3 },
+        };
         Finding {
-            rule,
-            path: path.into(),
-            pos: Pos {
-                line,
-                column: if line == 0 { 0 } else { 3 },
-            },
-            message: message.into(),
-            hint: hint.map(Into::into),
             mode,
-            waiver: None,
+            ..Finding::new(rule, path, pos, message, hint)
         }
     }
 
     fn id() -> ObjectId {
-        ObjectId {
-            group: String::new(),
-            kind: "ConfigMap".into(),
-            namespace: Some("payments".into()),
-            name: "orders-api".into(),
-        }
+        ObjectId::config_map("payments", "orders-api")
     }
 
     #[test]

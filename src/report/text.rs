@@ -121,15 +121,13 @@ mod tests {
     use crate::engine::finding::RuleId;
 
     fn finding(pos: Pos) -> Finding {
-        Finding {
-            rule: RuleId::ServerSecurityMissing,
-            path: "/servers/production".into(),
+        Finding::new(
+            RuleId::ServerSecurityMissing,
+            "/servers/production",
             pos,
-            message: "production server \"production\" declares no security".into(),
-            hint: Some("reference a scheme from components.securitySchemes".into()),
-            mode: Mode::Enforce,
-            waiver: None,
-        }
+            "production server \"production\" declares no security",
+            Some("reference a scheme from components.securitySchemes"),
+        )
     }
 
     #[test]

@@ -32,6 +32,23 @@ pub fn binary() -> PathBuf {
     )
 }
 
+/// The entries of a `--format json` report (`check`, `audit`): each file, whether it is
+/// allowed, and whether it is unguarded.
+pub fn report_files(report: &serde_json::Value) -> Vec<(String, bool, bool)> {
+    report["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            (
+                f["file"].as_str().unwrap_or_default().to_owned(),
+                f["allowed"] == true,
+                f["unguarded"] == true,
+            )
+        })
+        .collect()
+}
+
 /// An `AsyncAPI` whose spec nests `depth` objects deep: deeper than serde_json's recursion
 /// limit (128) when `depth` is over it, where a cluster client that decodes objects into
 /// values stops.
