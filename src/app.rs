@@ -124,7 +124,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             warn!("audit: did not stop in time; its Lease will expire on its own");
         }
     }
-    served
+    Ok(served?)
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::document::pointer::{self, Located};
 use crate::engine::document::value::to_json;
@@ -18,7 +18,7 @@ use crate::kubernetes::exceptions::ExceptionPolicy;
 use crate::kubernetes::extract::{CR_GROUP, CR_KIND, ExtractConfig};
 
 /// A validated configuration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Config {
     pub policy: Policy,
     pub kubernetes: ExtractConfig,
@@ -70,7 +70,7 @@ fn at(pos: Pos) -> String {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct File {
     #[serde(default)]
@@ -87,7 +87,7 @@ struct File {
     exceptions: ExceptionsFile,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ExceptionsFile {
     namespaces: Option<Vec<String>>,
@@ -95,7 +95,7 @@ struct ExceptionsFile {
     warn_before: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProductionFile {
     include: Option<Vec<String>>,
@@ -105,7 +105,7 @@ struct ProductionFile {
     all_servers: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct LimitsFile {
     max_document_bytes: Option<usize>,
@@ -135,6 +135,45 @@ impl Config {
             }
             other => other,
         }
+    }
+
+    /// The configuration as a file that loads to it, every field written out. YAML 1.2 in
+    /// its JSON form, which any YAML reader takes.
+    pub fn to_yaml(&self) -> String {
+        let policy = &self.policy;
+        let production = &policy.production;
+        let file = File {
+            mode: policy.mode,
+            rules: policy
+                .rule_modes
+                .iter()
+                .map(|(rule, mode)| (rule.as_str().to_owned(), *mode))
+                .collect(),
+            production: ProductionFile {
+                include: Some(production.include().map(str::to_owned).collect()),
+                exclude: Some(production.exclude().map(str::to_owned).collect()),
+                tags: Some(production.tags().to_vec()),
+                all_servers: production.all_servers(),
+            },
+            limits: LimitsFile {
+                max_document_bytes: Some(policy.limits.max_bytes),
+                max_depth: Some(policy.limits.max_depth),
+                alias_expansion_factor: Some(policy.limits.alias_factor),
+                alias_expansion_floor: Some(policy.limits.alias_floor),
+            },
+            kubernetes: self.kubernetes.clone(),
+            exceptions: ExceptionsFile {
+                namespaces: Some(self.exceptions.namespaces.clone()),
+                max_duration: Some(
+                    humantime::format_duration(self.exceptions.max_duration).to_string(),
+                ),
+                warn_before: Some(
+                    humantime::format_duration(self.exceptions.warn_before).to_string(),
+                ),
+            },
+        };
+        // Plain data with string keys: serialising it cannot fail.
+        serde_json::to_string_pretty(&file).unwrap_or_default() + "\n"
     }
 
     pub fn parse(bytes: &[u8], source_name: &str) -> Result<Config, ConfigError> {
@@ -396,6 +435,20 @@ mod tests {
             assert!(production.tag_matches(tag), "{tag}");
         }
         assert!(!production.tag_matches("env:lively"));
+    }
+
+    #[test]
+    fn a_configuration_written_out_loads_to_itself() {
+        for text in [
+            "{}",
+            include_str!("../config/example.yaml"),
+            "mode: warn\nrules: {document-invalid: audit}\nproduction: {include: ['^LIVE$'], exclude: [], tags: [Live], allServers: true}\nkubernetes: {inspectAllConfigMaps: true, kinds: [{kind: Contract, field: /spec/doc}], namespaces: {defaultMode: warn, exclude: [a]}}\nexceptions: {namespaces: [x, y], maxDuration: 36h 5m, warnBefore: 1s}\n",
+        ] {
+            let config = parse(text).unwrap();
+            let written = config.to_yaml();
+            assert_eq!(parse(&written).unwrap(), config, "{written}");
+        }
+        assert_ne!(parse("mode: warn").unwrap(), Config::default());
     }
 
     #[test]

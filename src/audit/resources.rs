@@ -51,6 +51,21 @@ fn qualified(name: &str, group: &str) -> String {
     }
 }
 
+/// Why a configured carrier kind cannot be audited.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unauditable {
+    #[error("the API server does not serve this kind ({0}); is its CRD installed?")]
+    NotServed(String),
+    #[error("{message} ({code})")]
+    Refused { message: String, code: u16 },
+    #[error(
+        "the API server serves the group at {version} without this kind; is its CRD installed?"
+    )]
+    NotInGroup { version: String },
+    #[error("{0} cannot be listed and watched")]
+    NotWatchable(String),
+}
+
 /// The kinds to audit, and for each configured carrier that cannot be, why.
 #[derive(Debug, Default)]
 pub struct AuditedResources {
@@ -73,7 +88,7 @@ pub async fn audited_resources(
     };
     // Each group once: its discovery lists every API group and then each of the group's
     // versions, and the kinds of a team often share one group.
-    let mut groups: Vec<(&str, Result<ApiGroup, String>)> = Vec::new();
+    let mut groups: Vec<(&str, Result<ApiGroup, Unauditable>)> = Vec::new();
     for carrier in &kubernetes.kinds {
         let at = match groups.iter().position(|(name, _)| *name == carrier.group) {
             Some(at) => at,
@@ -127,34 +142,31 @@ pub fn still_configured(
 async fn served_group(
     client: &Client,
     group: &str,
-) -> Result<Result<ApiGroup, String>, kube::Error> {
+) -> Result<Result<ApiGroup, Unauditable>, kube::Error> {
     match discovery::group(client, group).await {
         Ok(group) => Ok(Ok(group)),
-        Err(kube::Error::Discovery(e)) => Ok(Err(format!(
-            "the API server does not serve this kind ({e}); is its CRD installed?"
-        ))),
+        Err(kube::Error::Discovery(e)) => Ok(Err(Unauditable::NotServed(e.to_string()))),
         Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => {
-            Ok(Err(format!("{} ({})", status.message, status.code)))
+            Ok(Err(Unauditable::Refused {
+                message: status.message,
+                code: status.code,
+            }))
         }
         Err(e) => Err(e),
     }
 }
 
 /// The carrier kind's resource in its served `group`, or why it cannot be audited.
-fn kind_in(group: &ApiGroup, kind: &str) -> Result<AuditedResource, String> {
+fn kind_in(group: &ApiGroup, kind: &str) -> Result<AuditedResource, Unauditable> {
     let Some((resource, capabilities)) = group.recommended_kind(kind) else {
-        return Err(format!(
-            "the API server serves the group at {} without this kind; is its CRD installed?",
-            group.preferred_version_or_latest()
-        ));
+        return Err(Unauditable::NotInGroup {
+            version: group.preferred_version_or_latest().to_owned(),
+        });
     };
     if !(capabilities.supports_operation(verbs::LIST)
         && capabilities.supports_operation(verbs::WATCH))
     {
-        return Err(format!(
-            "{} cannot be listed and watched",
-            resource_name(&resource)
-        ));
+        return Err(Unauditable::NotWatchable(resource_name(&resource)));
     }
     Ok(AuditedResource {
         resource,

@@ -6,7 +6,7 @@ use super::document::Limits;
 use super::finding::{Mode, RuleId};
 use super::production::ProductionSelector;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Policy {
     /// The mode of the whole policy.
     pub mode: Mode,

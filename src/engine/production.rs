@@ -16,11 +16,28 @@ pub struct BadPattern {
 
 #[derive(Debug, Clone)]
 pub struct ProductionSelector {
-    include: Vec<Regex>,
-    exclude: Vec<Regex>,
+    include: Vec<Pattern>,
+    exclude: Vec<Pattern>,
     /// Tag names that mark a server as production, ASCII-lowercased.
     tags: Vec<String>,
     all_servers: bool,
+}
+
+/// A pattern as written, and compiled.
+#[derive(Debug, Clone)]
+struct Pattern {
+    source: String,
+    regex: Regex,
+}
+
+/// Two selectors are the same when they were written the same.
+impl PartialEq for ProductionSelector {
+    fn eq(&self, other: &Self) -> bool {
+        self.include().eq(other.include())
+            && self.exclude().eq(other.exclude())
+            && self.tags == other.tags
+            && self.all_servers == other.all_servers
+    }
 }
 
 impl ProductionSelector {
@@ -60,11 +77,26 @@ impl ProductionSelector {
         self.all_servers
     }
 
+    /// The include patterns, as written.
+    pub fn include(&self) -> impl Iterator<Item = &str> {
+        self.include.iter().map(|p| p.source.as_str())
+    }
+
+    /// The exclude patterns, as written.
+    pub fn exclude(&self) -> impl Iterator<Item = &str> {
+        self.exclude.iter().map(|p| p.source.as_str())
+    }
+
+    /// The production tags, ASCII-lowercased.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+
     /// Whether a server key names a production server.
     pub fn name_matches(&self, key: &str) -> bool {
         let key = key.as_bytes();
-        self.include.iter().any(|r| r.is_match(key))
-            && !self.exclude.iter().any(|r| r.is_match(key))
+        self.include.iter().any(|p| p.regex.is_match(key))
+            && !self.exclude.iter().any(|p| p.regex.is_match(key))
     }
 
     /// Prefixes under which a configured tag also counts: the AsyncAPI specification's
@@ -110,8 +142,8 @@ fn strip_prefix_ascii_case<'t>(text: &'t str, prefix: &str) -> Option<&'t str> {
 /// `regex` asks for the CPU count, which reads the process's cgroup files (0.05 to 0.2 ms
 /// of a 2 ms `check` of a small file, as this VM drifts); eight shards serve the webhook's
 /// few workers as well.
-fn compile(pattern: &str) -> Result<Regex, String> {
-    Regex::builder()
+fn compile(pattern: &str) -> Result<Pattern, String> {
+    let regex = Regex::builder()
         .syntax(
             syntax::Config::new()
                 .case_insensitive(true)
@@ -128,12 +160,16 @@ fn compile(pattern: &str) -> Result<Regex, String> {
         .map_err(|e| match e.syntax_error() {
             Some(syntax) => syntax.to_string(),
             None => e.to_string(),
-        })
+        })?;
+    Ok(Pattern {
+        source: pattern.to_owned(),
+        regex,
+    })
 }
 
 // The built-in patterns are constants, compiled by a unit test: no input reaches this.
 #[allow(clippy::expect_used)]
-fn builtin(pattern: &str) -> Regex {
+fn builtin(pattern: &str) -> Pattern {
     compile(pattern).expect("built-in production patterns compile")
 }
 

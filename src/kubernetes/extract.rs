@@ -11,7 +11,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::document::{NodeRef, Value, pointer};
 
@@ -28,7 +28,7 @@ pub const CR_PLURAL: &str = "asyncapis";
 const DOCUMENT_SUFFIXES: [&str; 3] = [".yaml", ".yml", ".json"];
 
 /// What the installation asks to look at, besides labelled ConfigMaps and `AsyncAPI`s.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExtractConfig {
     /// Look at ConfigMaps without the label too (a key counts only if it holds an AsyncAPI
@@ -46,7 +46,7 @@ pub struct ExtractConfig {
 
 /// A kind that carries a document in the field a JSON pointer names: as YAML or JSON text,
 /// or as a structured object.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CarrierKind {
     /// API group; `""` for the core group.

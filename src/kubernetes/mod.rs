@@ -117,33 +117,37 @@ pub(crate) fn json_size(node: NodeRef<'_>) -> usize {
 /// generateName, labels, annotations), each held to its type. Nothing else is read or
 /// copied: a real object's managedFields (and other fields the API server has validated
 /// already) can be bigger than the document, and this runs on every request.
-pub fn metadata_of(object: NodeRef<'_>) -> Result<ObjectMeta, String> {
+pub fn metadata_of(object: NodeRef<'_>) -> Result<ObjectMeta, ObjectError> {
     let Some(metadata) = object.get("metadata").filter(|m| !m.is_null()) else {
         return Ok(ObjectMeta::default());
     };
     if !metadata.is_map() {
-        return Err(format!(
-            "its metadata is malformed: it is {}, not a mapping",
-            metadata.type_name()
-        ));
+        return Err(ObjectError::MalformedMetadata {
+            field: String::new(),
+            found: metadata.type_name(),
+            wanted: "a mapping",
+        });
     }
-    let text = |field: &str| -> Result<Option<String>, String> {
+    let text = |field: &str| -> Result<Option<String>, ObjectError> {
         metadata
             .optional_str(field)
             .map(|text| text.map(str::to_owned))
-            .map_err(|kind| {
-                format!("its metadata is malformed: metadata.{field} is {kind}, not a string")
+            .map_err(|found| ObjectError::MalformedMetadata {
+                field: format!(".{field}"),
+                found,
+                wanted: "a string",
             })
     };
-    let strings = |field: &str| -> Result<Option<BTreeMap<String, String>>, String> {
+    let strings = |field: &str| -> Result<Option<BTreeMap<String, String>>, ObjectError> {
         let Some(map) = metadata.get(field).filter(|v| !v.is_null()) else {
             return Ok(None);
         };
         if !map.is_map() {
-            return Err(format!(
-                "its metadata is malformed: metadata.{field} is {}, not a mapping",
-                map.type_name()
-            ));
+            return Err(ObjectError::MalformedMetadata {
+                field: format!(".{field}"),
+                found: map.type_name(),
+                wanted: "a mapping",
+            });
         }
         map.entries()
             .map(|entry| {
@@ -151,12 +155,10 @@ pub fn metadata_of(object: NodeRef<'_>) -> Result<ObjectMeta, String> {
                 value
                     .as_str()
                     .map(|v| (entry.key.to_string(), v.to_owned()))
-                    .ok_or_else(|| {
-                        format!(
-                            "its metadata is malformed: metadata.{field}.{} is {}, not a string",
-                            entry.key,
-                            value.type_name()
-                        )
+                    .ok_or_else(|| ObjectError::MalformedMetadata {
+                        field: format!(".{field}.{}", entry.key),
+                        found: value.type_name(),
+                        wanted: "a string",
                     })
             })
             .collect::<Result<_, _>>()
@@ -172,13 +174,47 @@ pub fn metadata_of(object: NodeRef<'_>) -> Result<ObjectMeta, String> {
     })
 }
 
+/// Why an object's identity or metadata cannot be read. Messages say "it", the object,
+/// which the caller names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ObjectError {
+    /// `field` is where below `metadata` (empty for `metadata` itself), as `.labels.team`.
+    #[error(
+        "its metadata is malformed: {} is {found}, not {wanted}",
+        metadata_field(field)
+    )]
+    MalformedMetadata {
+        field: String,
+        found: &'static str,
+        wanted: &'static str,
+    },
+    #[error("it has no {0}")]
+    Missing(&'static str),
+}
+
+fn metadata_field(field: &str) -> String {
+    if field.is_empty() {
+        "it".to_owned()
+    } else {
+        format!("metadata{field}")
+    }
+}
+
 /// The identity and metadata of an object (a manifest's document).
-pub fn identify(object: NodeRef<'_>) -> Result<(ObjectId, ObjectMeta), String> {
-    let text = |field: &str| object.get(field).and_then(|v| v.as_str());
-    let api_version = text("apiVersion").ok_or("it has no apiVersion")?;
-    let kind = text("kind").ok_or("it has no kind")?;
+pub fn identify(object: NodeRef<'_>) -> Result<(ObjectId, ObjectMeta), ObjectError> {
+    let text = |field: &'static str| {
+        object
+            .get(field)
+            .and_then(|v| v.as_str())
+            .ok_or(ObjectError::Missing(field))
+    };
+    let api_version = text("apiVersion")?;
+    let kind = text("kind")?;
     let meta = metadata_of(object)?;
-    let name = meta.name.clone().ok_or("it has no metadata.name")?;
+    let name = meta
+        .name
+        .clone()
+        .ok_or(ObjectError::Missing("metadata.name"))?;
     let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
     Ok((
         ObjectId {
@@ -198,7 +234,7 @@ mod tests {
     use extract::ExtractConfig;
     use serde_json::json;
 
-    fn identify_json(value: serde_json::Value) -> Result<(ObjectId, ObjectMeta), String> {
+    fn identify_json(value: serde_json::Value) -> Result<(ObjectId, ObjectMeta), ObjectError> {
         let stream = from_json(&value, &Limits::default()).unwrap();
         identify(stream.roots().next().unwrap())
     }
@@ -238,7 +274,7 @@ mod tests {
             (json!("a"), "it is a string, not a mapping"),
         ] {
             let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata});
-            let why = identify_json(object).unwrap_err();
+            let why = identify_json(object).unwrap_err().to_string();
             assert!(why.contains(says), "{why}");
         }
     }
@@ -250,7 +286,10 @@ mod tests {
         assert!(id.is_config_map());
         let (id, _) = identify_json(json!({"apiVersion": "asyncapi-guard.io/v1alpha1", "kind": "AsyncAPI", "metadata": {"name": "h"}})).unwrap();
         assert!(id.is_asyncapi_resource());
-        assert!(identify_json(json!({"kind": "ConfigMap"})).is_err());
+        assert_eq!(
+            identify_json(json!({"kind": "ConfigMap"})).unwrap_err(),
+            ObjectError::Missing("apiVersion")
+        );
         assert!(
             identify_json(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}))
                 .is_err()

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::Overrides;
 use crate::engine::finding::Mode;
@@ -18,7 +18,7 @@ pub const PRODUCTION_LABEL: &str = "asyncapi-guard.io/production";
 
 /// The chart renders this from `webhook.defaultMode` and its excluded namespaces, so that
 /// it matches the webhook entries.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NamespaceScope {
     /// The mode of namespaces without the mode label (or with a value it does not know).

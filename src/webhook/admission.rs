@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::engine::document::value::to_json;
 use crate::engine::document::{Limits, NodeRef, ScalarKind, Value, json};
-use crate::engine::finding::{Mode, RuleId};
+use crate::engine::finding::{Mode, RuleId, UnknownMode};
 use crate::engine::memo::{Keep, Lookup, WithMemo};
 use crate::engine::{Engine, Overrides};
 use crate::kubernetes::exceptions::{Exception, ExceptionSet, is_exception};
@@ -43,18 +43,48 @@ pub struct RequestOptions {
 /// The path segment that makes every server production.
 pub const ALL_PRODUCTION_SEGMENT: &str = "production-all";
 
+/// Why a webhook URL asks for something this server does not do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    #[error("webhook path /validate/{path}: {mode}")]
+    PathMode { path: String, mode: UnknownMode },
+    #[error("webhook URL: {0}")]
+    QueryMode(UnknownMode),
+    #[error("webhook URL: production={0} (the only value is \"all\")")]
+    Production(String),
+}
+
+/// Why an AdmissionReview's request cannot be read; `path` names the member, as
+/// `request.kind.group`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0} is missing")]
+    Missing(String),
+    #[error("{path} is {found}, not {wanted}")]
+    WrongType {
+        path: String,
+        found: &'static str,
+        wanted: &'static str,
+    },
+    #[error("request.operation {0:?} is none of CREATE, UPDATE, DELETE, CONNECT")]
+    UnknownOperation(String),
+}
+
 impl RequestOptions {
     /// `segments` follow `/validate/`; `query` is the raw query string. Unknown query
     /// parameters (the API server's own `timeout`) are not ours and are ignored.
-    pub fn parse(segments: &[&str], query: Option<&str>) -> Result<Self, String> {
+    pub fn parse(segments: &[&str], query: Option<&str>) -> Result<Self, OptionsError> {
         let mut overrides = Overrides::default();
         for segment in segments.iter().filter(|s| !s.is_empty()) {
             match *segment {
                 ALL_PRODUCTION_SEGMENT => overrides.all_servers_production = true,
                 mode => {
-                    overrides.mode = mode.parse::<Mode>().map_err(|e| {
-                        format!("webhook path /validate/{}: {e}", segments.join("/"))
-                    })?;
+                    overrides.mode =
+                        mode.parse::<Mode>()
+                            .map_err(|mode| OptionsError::PathMode {
+                                path: segments.join("/"),
+                                mode,
+                            })?;
                 }
             }
         }
@@ -66,23 +96,17 @@ impl RequestOptions {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {
                 "mode" => {
-                    overrides.mode = value
-                        .parse::<Mode>()
-                        .map_err(|e| format!("webhook URL: {e}"))?
+                    overrides.mode = value.parse::<Mode>().map_err(OptionsError::QueryMode)?
                 }
                 "production" if value == "all" => overrides.all_servers_production = true,
-                "production" => {
-                    return Err(format!(
-                        "webhook URL: production={value} (the only value is \"all\")"
-                    ));
-                }
+                "production" => return Err(OptionsError::Production(value.to_owned())),
                 _ => {}
             }
         }
         Ok(RequestOptions { overrides })
     }
 
-    pub fn from_query(query: Option<&str>) -> Result<Self, String> {
+    pub fn from_query(query: Option<&str>) -> Result<Self, OptionsError> {
         RequestOptions::parse(&[], query)
     }
 }
@@ -250,22 +274,22 @@ struct WireRequest<'t> {
 
 impl<'t> WireRequest<'t> {
     /// Reads `request`, saying which member is wrong when one is.
-    fn read(request: NodeRef<'t>) -> Result<Self, String> {
-        let kind = request.get("kind").ok_or("request.kind is missing")?;
+    fn read(request: NodeRef<'t>) -> Result<Self, RequestError> {
+        let kind = request
+            .get("kind")
+            .ok_or_else(|| RequestError::Missing("request.kind".to_owned()))?;
         let operation = match string_member(request, "request", "operation")? {
             Some(name) => OPERATIONS
                 .iter()
                 .find(|(known, _)| *known == name)
                 .map(|(_, operation)| operation.clone())
-                .ok_or_else(|| {
-                    format!("request.operation {name:?} is none of CREATE, UPDATE, DELETE, CONNECT")
-                })?,
-            None => return Err("request.operation is missing".to_owned()),
+                .ok_or_else(|| RequestError::UnknownOperation(name.to_owned()))?,
+            None => return Err(RequestError::Missing("request.operation".to_owned())),
         };
-        let kind_member = |name: &str| -> Result<String, String> {
+        let kind_member = |name: &str| -> Result<String, RequestError> {
             string_member(kind, "request.kind", name)?
                 .map(str::to_owned)
-                .ok_or_else(|| format!("request.kind.{name} is missing"))
+                .ok_or_else(|| RequestError::Missing(format!("request.kind.{name}")))
         };
         Ok(WireRequest {
             uid: string_member(request, "request", "uid")?
@@ -291,10 +315,11 @@ impl<'t> WireRequest<'t> {
                         text,
                     } => text == "true",
                     _ => {
-                        return Err(format!(
-                            "request.dryRun is {}, not a boolean",
-                            flag.type_name()
-                        ));
+                        return Err(RequestError::WrongType {
+                            path: "request.dryRun".to_owned(),
+                            found: flag.type_name(),
+                            wanted: "a boolean",
+                        });
                     }
                 },
             },
@@ -309,10 +334,14 @@ fn string_member<'t>(
     object: NodeRef<'t>,
     path: &str,
     name: &str,
-) -> Result<Option<&'t str>, String> {
+) -> Result<Option<&'t str>, RequestError> {
     object
         .optional_str(name)
-        .map_err(|kind| format!("{path}.{name} is {kind}, not a string"))
+        .map_err(|found| RequestError::WrongType {
+            path: format!("{path}.{name}"),
+            found,
+            wanted: "a string",
+        })
 }
 
 const REVIEW_API_VERSION: &str = "admission.k8s.io/v1";
@@ -824,17 +853,27 @@ mod tests {
                 .mode,
             Mode::Audit
         );
-        assert!(
-            RequestOptions::parse(&["loud"], None)
-                .unwrap_err()
-                .contains("/validate/loud")
+        let loud = RequestOptions::parse(&["loud"], None).unwrap_err();
+        assert_eq!(
+            loud,
+            OptionsError::PathMode {
+                path: "loud".to_owned(),
+                mode: UnknownMode("loud".to_owned())
+            }
         );
+        assert!(loud.to_string().contains("/validate/loud"), "{loud}");
     }
 
     #[test]
     fn query_errors_are_reported() {
-        assert!(RequestOptions::from_query(Some("mode=strict")).is_err());
-        assert!(RequestOptions::from_query(Some("production=some")).is_err());
+        assert_eq!(
+            RequestOptions::from_query(Some("mode=strict")),
+            Err(OptionsError::QueryMode(UnknownMode("strict".to_owned())))
+        );
+        assert_eq!(
+            RequestOptions::from_query(Some("production=some")),
+            Err(OptionsError::Production("some".to_owned()))
+        );
         assert_eq!(
             RequestOptions::from_query(None).unwrap(),
             RequestOptions::default()

@@ -153,7 +153,7 @@ async fn answer(
     let started = Instant::now();
     let segments: Vec<&str> = options.split('/').collect();
     let (review, outcome) = match RequestOptions::parse(&segments, query.as_deref()) {
-        Err(why) => admission::invalid(&admission::uid_of(&body), &why),
+        Err(why) => admission::invalid(&admission::uid_of(&body), &why.to_string()),
         Ok(options) => {
             let active = state.shared.config.load_full();
             let exceptions = state.shared.exceptions.load_full();

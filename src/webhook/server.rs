@@ -7,16 +7,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use axum_server::tls_rustls::RustlsConfig;
 use hyper_util::rt::TokioTimer;
 use tracing::info;
 
 use super::api::{AppState, admission_router, metrics_router};
-use super::certificates::{Material, SelfManaged};
+use super::certificates::{CertificateError, Material, SelfManaged};
 use super::reload::Reloader;
-use super::tls::{self, TlsFiles};
-use crate::config::Config;
+use super::tls::{self, TlsError, TlsFiles};
+use crate::config::{Config, ConfigError};
 use crate::service::{Shared, Shutdown};
 
 /// A TLS handshake or a request's headers that take longer than this are dropped.
@@ -26,6 +25,34 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const EXAMPLE_REVIEW: &str = include_str!("../../examples/admission-review.json");
 /// How often self-managed certificates are checked (renewal happens 30 days before expiry).
 const SELF_MANAGED_CHECK: Duration = Duration::from_secs(3600);
+
+/// Why the webhook cannot start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Options that cannot work together or are out of range.
+    #[error("{0}")]
+    Options(&'static str),
+    #[error(
+        "self-managed certificates need Kubernetes credentials (in-cluster or a kubeconfig): {0}"
+    )]
+    Credentials(#[source] kube::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("self-managed certificates: {0}")]
+    Certificates(#[from] CertificateError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+    #[error("the admission server stopped: {0}")]
+    Stopped(String),
+}
 
 /// Where the serving certificate comes from.
 #[derive(Debug, Clone)]
@@ -76,13 +103,15 @@ pub struct Prepared {
     self_managed: Option<(SelfManaged, Material)>,
 }
 
-async fn self_managed(options: &SelfManagedOptions) -> anyhow::Result<SelfManaged> {
+async fn self_managed(options: &SelfManagedOptions) -> Result<SelfManaged, ServerError> {
     if options.names.is_empty() {
-        bail!("--tls-secret needs --tls-dns-names (the Service's names, such as guard.ns.svc)");
+        return Err(ServerError::Options(
+            "--tls-secret needs --tls-dns-names (the Service's names, such as guard.ns.svc)",
+        ));
     }
-    let client = kube::Client::try_default().await.context(
-        "self-managed certificates need Kubernetes credentials (in-cluster or a kubeconfig)",
-    )?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(ServerError::Credentials)?;
     let owner = match &options.owner_deployment {
         Some(name) => crate::service::owner::deployment(&client, &options.namespace, name).await,
         None => None,
@@ -99,14 +128,18 @@ async fn self_managed(options: &SelfManagedOptions) -> anyhow::Result<SelfManage
 }
 
 /// Reads and checks the configuration and the certificate, before anything listens.
-pub async fn prepare(options: &WebhookOptions) -> anyhow::Result<(Config, Prepared)> {
+pub async fn prepare(options: &WebhookOptions) -> Result<(Config, Prepared), ServerError> {
     if options.max_request_bytes < 1024 {
-        bail!("--max-request-bytes must be at least 1024");
+        return Err(ServerError::Options(
+            "--max-request-bytes must be at least 1024",
+        ));
     }
     if options.request_timeout < Duration::from_millis(100)
         || options.request_timeout > Duration::from_secs(30)
     {
-        bail!("--request-timeout must be between 100ms and 30s (the API server waits at most 30s)");
+        return Err(ServerError::Options(
+            "--request-timeout must be between 100ms and 30s (the API server waits at most 30s)",
+        ));
     }
     let config = match &options.config {
         Some(path) => Config::load_or_defaults(path)?,
@@ -115,10 +148,7 @@ pub async fn prepare(options: &WebhookOptions) -> anyhow::Result<(Config, Prepar
     let prepared = match &options.tls {
         TlsSource::SelfManaged(self_managed_options) => {
             let managed = self_managed(self_managed_options).await?;
-            let material = managed
-                .reconcile()
-                .await
-                .context("self-managed certificates")?;
+            let material = managed.reconcile().await?;
             let files = TlsFiles {
                 cert: managed.cert_path(),
                 key: managed.key_path(),
@@ -146,17 +176,20 @@ pub async fn prepare(options: &WebhookOptions) -> anyhow::Result<(Config, Prepar
         }
         TlsSource::SelfSigned { dir } => {
             if options.client_ca.is_some() {
-                bail!("--client-ca needs --tls-cert and --tls-key");
+                return Err(ServerError::Options(
+                    "--client-ca needs --tls-cert and --tls-key",
+                ));
             }
             let generated = tls::self_signed()?;
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            let write_error = |path: &Path| {
+                let path = path.to_owned();
+                move |source| ServerError::Write { path, source }
+            };
+            std::fs::create_dir_all(dir).map_err(write_error(dir))?;
             let ca = dir.join("ca.pem");
             let example = dir.join("example-review.json");
-            std::fs::write(&ca, &generated.ca_pem)
-                .with_context(|| format!("cannot write {}", ca.display()))?;
-            std::fs::write(&example, EXAMPLE_REVIEW)
-                .with_context(|| format!("cannot write {}", example.display()))?;
+            std::fs::write(&ca, &generated.ca_pem).map_err(write_error(&ca))?;
+            std::fs::write(&example, EXAMPLE_REVIEW).map_err(write_error(&example))?;
             Prepared {
                 tls: generated.loaded,
                 tls_files: None,
@@ -176,7 +209,7 @@ pub async fn serve(
     prepared: Prepared,
     shared: Shared,
     shutdown: Shutdown,
-) -> anyhow::Result<()> {
+) -> Result<(), ServerError> {
     shared
         .metrics
         .set_certificate_expiry(prepared.tls.expires_at);
@@ -204,13 +237,20 @@ pub async fn serve(
             Ok(Err(e)) => e.to_string(),
             _ => "unknown error".to_owned(),
         };
-        bail!("cannot listen on {}: {error}", options.listen);
+        return Err(ServerError::Listen {
+            addr: options.listen,
+            reason: error,
+        });
     };
 
+    let metrics_error = |e: std::io::Error| ServerError::Listen {
+        addr: options.metrics_listen,
+        reason: e.to_string(),
+    };
     let metrics_listener = tokio::net::TcpListener::bind(options.metrics_listen)
         .await
-        .with_context(|| format!("cannot listen on {}", options.metrics_listen))?;
-    let metrics_addr = metrics_listener.local_addr()?;
+        .map_err(metrics_error)?;
+    let metrics_addr = metrics_listener.local_addr().map_err(metrics_error)?;
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_server = tokio::spawn(
         axum::serve(metrics_listener, metrics_router(state.clone()))
@@ -244,8 +284,8 @@ pub async fn serve(
             stop_background();
             return match ended {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e).context("the admission server stopped"),
-                Err(e) => Err(e).context("the admission server stopped"),
+                Ok(Err(e)) => Err(ServerError::Stopped(e.to_string())),
+                Err(e) => Err(ServerError::Stopped(e.to_string())),
             };
         }
     }

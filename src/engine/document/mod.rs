@@ -317,8 +317,9 @@ impl<'a> Tree<'a> {
         }
     }
 
-    /// Whether some node has several parents (see [`pointer::Located`]).
-    pub(crate) fn shares_nodes(&self) -> bool {
+    /// Whether some node has several parents, a YAML alias or merge key (see
+    /// [`pointer::Located`]).
+    pub fn shares_nodes(&self) -> bool {
         self.shared
     }
 
