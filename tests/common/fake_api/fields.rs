@@ -16,8 +16,9 @@ pub type FieldSet = BTreeSet<FieldPath>;
 /// Lists whose items merge by a key, and the key. Other lists, and the maps of
 /// [`ATOMIC_MAPS`], are replaced whole and owned as one field.
 const KEYS: [&str; 2] = ["name", "type"];
-/// Maps that are atomic in the schemas this fake serves (a webhook's selectors).
-const ATOMIC_MAPS: [&str; 2] = ["namespaceSelector", "objectSelector"];
+/// Maps that are atomic in the schemas this fake serves (a webhook's selectors, an Event's
+/// object reference).
+const ATOMIC_MAPS: [&str; 3] = ["namespaceSelector", "objectSelector", "regarding"];
 /// Fields no manager owns.
 const UNOWNED: [&str; 2] = ["apiVersion", "kind"];
 const UNOWNED_METADATA: [&str; 9] = [
@@ -44,6 +45,17 @@ pub struct Entry {
     pub fields: FieldSet,
 }
 
+impl Entry {
+    /// How a conflict names the manager: an update's with the version it wrote.
+    pub fn conflict_name(&self) -> String {
+        if self.operation == "Update" {
+            format!("\"{}\" using {}", self.manager, self.api_version)
+        } else {
+            format!("\"{}\"", self.manager)
+        }
+    }
+}
+
 /// The item key of a keyed list's item: `k:{"name":"x"}`.
 fn item_key(list: &[Value], item: &Value) -> Option<String> {
     let key = list_key(list)?;
@@ -61,12 +73,31 @@ pub fn list_key(items: &[Value]) -> Option<&'static str> {
     })
 }
 
-/// Every field `value` sets, under `at`. `map_markers`: own the maps it holds too (an
-/// update creating them); list items are always owned with their `.`.
-pub fn fields_of(value: &Value, at: &FieldPath, map_markers: bool, out: &mut FieldSet) {
+/// Who writes fields, which decides what a value owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// Server-side apply: what it names, maps not owned whole.
+    Apply,
+    /// Any other write: also the maps and items it creates (`.`). `typed`: a built-in kind,
+    /// whose empty structs are dropped on the way in and so set nothing (a custom
+    /// resource keeps and owns its empty maps).
+    Update { typed: bool },
+}
+
+/// Every field `value` sets, under `at`. List items are always owned with their `.`. An
+/// update's nulls set nothing, and `metadata` is never owned as a whole.
+pub fn fields_of(value: &Value, at: &FieldPath, writer: Writer, out: &mut FieldSet) {
     match value {
         Value::Object(map) => {
             for (key, child) in map {
+                let unset = match (child, writer) {
+                    (Value::Null, Writer::Update { .. }) => true,
+                    (Value::Object(inner), Writer::Update { typed: true }) => inner.is_empty(),
+                    _ => false,
+                };
+                if unset {
+                    continue;
+                }
                 if at.is_empty() && UNOWNED.contains(&key.as_str()) {
                     continue;
                 }
@@ -78,7 +109,7 @@ pub fn fields_of(value: &Value, at: &FieldPath, map_markers: bool, out: &mut Fie
                 }
                 let mut path = at.clone();
                 path.push(format!("f:{key}"));
-                field(child, key, path, map_markers, out);
+                field(child, key, path, writer, out);
             }
         }
         _ => {
@@ -87,15 +118,15 @@ pub fn fields_of(value: &Value, at: &FieldPath, map_markers: bool, out: &mut Fie
     }
 }
 
-fn field(value: &Value, key: &str, path: FieldPath, map_markers: bool, out: &mut FieldSet) {
+fn field(value: &Value, key: &str, path: FieldPath, writer: Writer, out: &mut FieldSet) {
     match value {
         Value::Object(map) if !map.is_empty() && !ATOMIC_MAPS.contains(&key) => {
-            if map_markers {
+            if writer != Writer::Apply && path != ["f:metadata"] {
                 let mut marker = path.clone();
                 marker.push(".".to_owned());
                 out.insert(marker);
             }
-            fields_of(value, &path, map_markers, out);
+            fields_of(value, &path, writer, out);
         }
         Value::Array(items) if list_key(items).is_some() => {
             for item in items {
@@ -107,7 +138,7 @@ fn field(value: &Value, key: &str, path: FieldPath, map_markers: bool, out: &mut
                 let mut marker = item_path.clone();
                 marker.push(".".to_owned());
                 out.insert(marker);
-                fields_of(item, &item_path, map_markers, out);
+                fields_of(item, &item_path, writer, out);
             }
         }
         _ => {
@@ -233,6 +264,18 @@ fn decode_fields(value: &Value, at: &mut FieldPath, out: &mut FieldSet) {
 }
 
 /// Entries as `managedFields`, in the API server's shape; entries that own nothing go.
+/// Writes `entries` into the object's `managedFields`, which an object nobody owns a field
+/// of does not have.
+pub fn store(object: &mut Value, entries: &[Entry]) {
+    if entries.is_empty() {
+        if let Some(metadata) = object["metadata"].as_object_mut() {
+            metadata.remove("managedFields");
+        }
+    } else {
+        object["metadata"]["managedFields"] = encode(entries);
+    }
+}
+
 pub fn encode(entries: &[Entry]) -> Value {
     Value::Array(
         entries

@@ -44,7 +44,7 @@ use hyper::body::Frame;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use fields::{Entry, FieldSet};
+use fields::{Entry, FieldSet, Writer};
 use select::LabelSelector;
 
 /// A collection, as its URL names it: `api/v1/configmaps`,
@@ -126,6 +126,14 @@ impl Served {
 
     fn collection(&self) -> Collection {
         collection(&self.group, &self.version, &self.plural)
+    }
+
+    /// A built-in kind (not a custom resource).
+    fn typed(&self) -> bool {
+        matches!(
+            self.group.as_str(),
+            "" | "apps" | "coordination.k8s.io" | "events.k8s.io" | "admissionregistration.k8s.io"
+        )
     }
 
     /// One object as error messages name it: `configmaps "x"`,
@@ -462,8 +470,14 @@ impl Store {
                 .iter()
                 .filter(|s| s.group == group && s.version == version)
                 .flat_map(|s| {
+                    // Namespaces are deleted one by one.
+                    let verbs: &[&str] = if s.kind == "Namespace" {
+                        &["create", "delete", "get", "list", "patch", "update", "watch"]
+                    } else {
+                        &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+                    };
                     let mut entries = vec![json!({"name": s.plural, "singularName": s.kind.to_lowercase(), "namespaced": s.namespaced,
-                           "kind": s.kind, "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]})];
+                           "kind": s.kind, "verbs": verbs})];
                     if s.status {
                         entries.push(json!({"name": format!("{}/status", s.plural), "singularName": "", "namespaced": s.namespaced,
                             "kind": s.kind, "verbs": ["get", "patch", "update"]}));
@@ -476,10 +490,12 @@ impl Store {
             } else {
                 format!("{group}/{version}")
             };
-            Reply::Json(
-                200,
-                json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}),
-            )
+            // The core group's list has no apiVersion; the others' have.
+            let mut body = json!({"kind": "APIResourceList", "groupVersion": group_version, "resources": list});
+            if !group.is_empty() {
+                body["apiVersion"] = json!("v1");
+            }
+            Reply::Json(200, body)
         };
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match segments.as_slice() {
@@ -584,6 +600,9 @@ impl Store {
                 "reason": "NamespaceTerminating",
                 "message": format!("namespace {namespace} is being terminated"),
                 "field": "metadata.namespace"}]});
+            if !served.group.is_empty() {
+                body["details"]["group"] = json!(served.group);
+            }
             return Some(Reply::Json(403, body));
         }
         None
@@ -732,7 +751,7 @@ impl Store {
             return Reply::Json(200, object);
         }
         self.stamp(served, &key, &mut object, Some(current));
-        object["metadata"]["managedFields"] = fields::encode(&entries);
+        fields::store(&mut object, &entries);
         self.objects.insert(key.clone(), object.clone());
         self.notify(&key, "MODIFIED", &object, Some(current));
         Reply::Json(200, object)
@@ -747,11 +766,14 @@ impl Store {
         sub: Option<&str>,
         before: &Value,
         after: &Value,
-        api_version: &str,
+        served: &Served,
     ) -> Vec<Entry> {
         let (mut old, mut new) = (FieldSet::new(), FieldSet::new());
-        fields::fields_of(before, &Vec::new(), true, &mut old);
-        fields::fields_of(after, &Vec::new(), true, &mut new);
+        let writer = Writer::Update {
+            typed: served.typed(),
+        };
+        fields::fields_of(before, &Vec::new(), writer, &mut old);
+        fields::fields_of(after, &Vec::new(), writer, &mut new);
         let changed: FieldSet = new
             .iter()
             .filter(|path| {
@@ -781,7 +803,7 @@ impl Store {
                     manager: manager.to_owned(),
                     operation: "Update".to_owned(),
                     subresource: sub,
-                    api_version: api_version.to_owned(),
+                    api_version: served.api_version(),
                     time: now(),
                     fields: changed,
                 }),
@@ -868,12 +890,16 @@ impl Store {
         {
             map.remove("status");
         }
+        // Defaults set before ownership is worked out are owned by the creator; those set
+        // after (a Namespace's finalizer and phase, an Event's deprecated fields) by nobody.
         if served.kind == "Secret" {
             string_data(&mut object);
+            if object.get("type").is_none() {
+                object["type"] = json!("Opaque");
+            }
         }
         if served.kind == "Namespace" {
             object["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(key.name);
-            object["status"] = json!({"phase": "Active"});
         }
         let entries = Store::update_entries(
             Vec::new(),
@@ -881,8 +907,23 @@ impl Store {
             None,
             &json!({}),
             &object,
-            &served.api_version(),
+            served,
         );
+        if served.kind == "Namespace" {
+            object["spec"] = json!({"finalizers": ["kubernetes"]});
+            object["status"] = json!({"phase": "Active"});
+        }
+        if served.kind == "Event" {
+            for (field, default) in [
+                ("deprecatedSource", json!({})),
+                ("deprecatedFirstTimestamp", Value::Null),
+                ("deprecatedLastTimestamp", Value::Null),
+            ] {
+                if object.get(field).is_none() {
+                    object[field] = default;
+                }
+            }
+        }
         self.insert_new(served, key, object, entries, request.dry_run())
     }
 
@@ -902,7 +943,7 @@ impl Store {
             return Reply::Json(201, object);
         }
         self.stamp(served, &key, &mut object, None);
-        object["metadata"]["managedFields"] = fields::encode(&entries);
+        fields::store(&mut object, &entries);
         self.objects.insert(key.clone(), object.clone());
         self.notify(&key, "ADDED", &object, None);
         Reply::Json(201, object)
@@ -924,14 +965,8 @@ impl Store {
             }
             _ => fields::decode(current),
         };
-        let entries = Store::update_entries(
-            base,
-            &request.manager(),
-            sub,
-            current,
-            &object,
-            &served.api_version(),
-        );
+        let entries =
+            Store::update_entries(base, &request.manager(), sub, current, &object, served);
         self.commit(
             served,
             key.clone(),
@@ -1093,7 +1128,7 @@ impl Store {
             map.remove("status");
         }
         let mut applied_fields = FieldSet::new();
-        fields::fields_of(&applied, &Vec::new(), false, &mut applied_fields);
+        fields::fields_of(&applied, &Vec::new(), Writer::Apply, &mut applied_fields);
         let sub_owned = sub.map(str::to_owned);
 
         let Some(current) = self.objects.get(key).cloned() else {
@@ -1135,8 +1170,10 @@ impl Store {
             return self.conflict(served, &key.name);
         }
         let mut entries = fields::decode(&current);
-        // Conflicts: a field another manager owns, set here to another value.
+        // Conflicts: a field another manager owns, set here to another value. A field set to
+        // the value it has is shared, forced or not.
         let mut conflicts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut conflicting = FieldSet::new();
         for path in applied_fields
             .iter()
             .filter(|p| p.last().is_none_or(|l| l != "."))
@@ -1152,20 +1189,17 @@ impl Store {
                 .filter(|e| e.manager != manager && e.fields.contains(path))
             {
                 conflicts
-                    .entry(entry.manager.clone())
+                    .entry(entry.conflict_name())
                     .or_default()
                     .push(fields::dotted(path));
+                conflicting.insert(path.clone());
             }
         }
         if !conflicts.is_empty() && !force {
             return apply_conflict(&conflicts);
         }
-        if force {
-            for entry in entries.iter_mut().filter(|e| e.manager != manager) {
-                entry
-                    .fields
-                    .retain(|p| p.last().is_some_and(|l| l == ".") || !applied_fields.contains(p));
-            }
+        for entry in entries.iter_mut().filter(|e| e.manager != manager) {
+            entry.fields.retain(|p| !conflicting.contains(p));
         }
         let mut object = current.clone();
         patch::apply(&mut object, &applied);
@@ -1254,14 +1288,18 @@ impl Store {
                 .and_then(Value::as_str)
                 != Some(rv)
         {
+            // Worded by kind, not resource, and so are its details.
             let message = format!(
-                "Operation cannot be fulfilled on {}: the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
-                served.named(&key.name),
+                "Operation cannot be fulfilled on {} \"{}\": the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified",
+                served.kind,
+                key.name,
                 current["metadata"]["resourceVersion"]
                     .as_str()
                     .unwrap_or_default()
             );
-            return object_error(409, "Conflict", served, &key.name, message);
+            let mut body = status_body(409, "Conflict", &message);
+            body["details"] = json!({"name": key.name, "kind": served.kind});
+            return Reply::Json(409, body);
         }
         if served.kind == "Namespace" {
             // No controller here finishes it: it stays terminating.
@@ -1306,6 +1344,21 @@ impl Store {
             Ok(fields) => fields.unwrap_or_default(),
             Err(message) => return error(400, "BadRequest", message),
         };
+        // A list at an exact resourceVersion is read from history, which compaction drops.
+        if query
+            .get("resourceVersionMatch")
+            .is_some_and(|m| m == "Exact")
+            && let Some(since) = query
+                .get("resourceVersion")
+                .and_then(|rv| rv.parse::<u64>().ok())
+            && since < self.compacted
+        {
+            return error(
+                410,
+                "Expired",
+                "The resourceVersion for the provided list is too old.",
+            );
+        }
         // Keys sort by collection first: only this collection's objects are visited.
         let first = Key {
             collection: key.collection.clone(),
@@ -1342,10 +1395,11 @@ impl Store {
             },
         };
         let rest = items.len().saturating_sub(start);
+        // resourceVersion=0 is served from the watch cache, whole: the limit does not apply.
         let limit = query
             .get("limit")
             .and_then(|l| l.parse::<usize>().ok())
-            .filter(|l| *l > 0)
+            .filter(|l| *l > 0 && query.get("resourceVersion").is_none_or(|rv| rv != "0"))
             .unwrap_or(usize::MAX);
         // Only the page is copied.
         let mut page: Vec<Value> = items
@@ -1496,9 +1550,9 @@ fn apply_conflict(conflicts: &BTreeMap<String, Vec<String>>) -> Reply {
     let described: Vec<String> = conflicts
         .iter()
         .map(|(manager, fields)| match fields.as_slice() {
-            [one] => format!("conflict with \"{manager}\": {one}"),
+            [one] => format!("conflict with {manager}: {one}"),
             many => format!(
-                "conflicts with \"{manager}\":\n{}",
+                "conflicts with {manager}:\n{}",
                 many.iter()
                     .map(|f| format!("- {f}"))
                     .collect::<Vec<_>>()
@@ -1520,7 +1574,7 @@ fn apply_conflict(conflicts: &BTreeMap<String, Vec<String>>) -> Reply {
         ),
     );
     body["details"] = json!({"causes": causes.iter().map(|(field, manager)| json!({
-        "reason": "FieldManagerConflict", "message": format!("conflict with \"{manager}\""), "field": field})).collect::<Vec<_>>()});
+        "reason": "FieldManagerConflict", "message": format!("conflict with {manager}"), "field": field})).collect::<Vec<_>>()});
     Reply::Json(409, body)
 }
 
@@ -1657,6 +1711,30 @@ pub struct FakeHttp {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A request's body: JSON, or YAML (kube sends apply patches as JSON, which is YAML, and
+/// kubectl sends YAML).
+pub fn body_of(bytes: &[u8]) -> Value {
+    if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(bytes).unwrap_or_else(|_| yaml_body(bytes))
+    }
+}
+
+/// The events of a watch opened with [`FakeApi::open_watch`].
+pub struct WatchFeed(mpsc::UnboundedReceiver<Bytes>);
+
+impl WatchFeed {
+    /// The events sent since the last call.
+    pub fn events(&mut self) -> Vec<Value> {
+        let mut events = Vec::new();
+        while let Ok(line) = self.0.try_recv() {
+            events.push(serde_json::from_slice(&line).unwrap_or(Value::Null));
+        }
+        events
+    }
+}
+
 impl Drop for FakeHttp {
     fn drop(&mut self) {
         self.task.abort();
@@ -1765,12 +1843,7 @@ impl FakeApi {
         };
         let content_type = header("content-type");
         let user_agent = header("user-agent");
-        // kube sends apply patches as JSON, which is YAML; a YAML body is read as such.
-        let body: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(bytes).unwrap_or_else(|_| yaml_body(bytes))
-        };
+        let body = body_of(bytes);
         let path = parts.uri.path().to_owned();
         let query = parse_query(parts.uri.query());
         let mut store = self.store.lock().unwrap();
@@ -1828,13 +1901,25 @@ impl FakeApi {
             Reply::Json(status, body) => (status, body),
             Reply::NotServed => (404, json!("404 page not found\n")),
             Reply::Refused => (0, Value::Null),
-            Reply::Watch(mut receiver) => {
-                let mut lines = Vec::new();
-                while let Ok(line) = receiver.try_recv() {
-                    lines.push(serde_json::from_slice::<Value>(&line).unwrap_or(Value::Null));
-                }
-                (200, Value::Array(lines))
-            }
+            Reply::Watch(receiver) => (200, Value::Array(WatchFeed(receiver).events())),
+        }
+    }
+
+    /// A watch opened as a client opens it (`GET ...?watch=1`), whose events are read when
+    /// the caller asks: for the replay of watches during which objects changed.
+    pub fn open_watch(&self, path: &str, query: &BTreeMap<String, String>) -> WatchFeed {
+        let mut store = self.store.lock().unwrap();
+        let request = Incoming {
+            method: &Method::GET,
+            path,
+            query,
+            content_type: "",
+            user_agent: "",
+            body: Value::Null,
+        };
+        match store.handle(&request) {
+            Reply::Watch(receiver) => WatchFeed(receiver),
+            _ => panic!("{path} with {query:?} is not a watch"),
         }
     }
 
