@@ -10,7 +10,7 @@ use std::time::Duration;
 use asyncapi_guard::audit::controller::AuditSettings;
 use asyncapi_guard::engine::finding::Mode;
 use asyncapi_guard::service::Shared;
-use common::audit_replica::{settings, start};
+use common::audit_replica::{holder, settings, start};
 use common::fake_api::{self, FakeApi};
 use serde_json::{Value, json};
 
@@ -56,8 +56,9 @@ fn cluster() -> FakeApi {
     api
 }
 
-/// Issue 10: the audit reported violations in a mode=off namespace, and called compliant a
-/// staging-only insecure document in a production=all one.
+/// The audit judges each namespace as admission does: nothing in a mode=off namespace,
+/// and every server production in a production=all one (a staging-only insecure document
+/// is not compliant there).
 #[tokio::test]
 async fn the_cli_audit_judges_each_namespace_as_admission_does() {
     let api = cluster();
@@ -130,17 +131,9 @@ fn events_about(api: &FakeApi, namespace: &str) -> Vec<Value> {
         .collect()
 }
 
-fn holder(api: &FakeApi) -> Option<String> {
-    api.get(
-        fake_api::LEASES,
-        Some("asyncapi-guard"),
-        "asyncapi-guard-audit",
-    )
-    .and_then(|lease| lease["spec"]["holderIdentity"].as_str().map(str::to_owned))
-}
-
-/// Issue 10: SIGTERM left the Lease held (the next replica waited 13-16 s), every new
-/// leader emitted every Event again, and the in-cluster audit ignored namespace labels.
+/// On SIGTERM a replica releases the Lease (the next one leads at once, not after the
+/// lease runs out), a new leader does not emit again the Events already emitted, and the
+/// in-cluster audit follows namespace labels.
 // The audit's future is not `Send` (it runs on a thread of its own in `serve`): here it runs
 // on a local task set beside the test.
 #[tokio::test]
@@ -241,7 +234,7 @@ fn report(api: &FakeApi, namespace: &str) -> Option<Value> {
     api.get(REPORTS, Some(namespace), "asyncapi-guard")
 }
 
-/// Issue 14: one OpenReports Report per namespace, written when results change and only then;
+/// One OpenReports Report per namespace, written when results change and only then;
 /// a fixed object's results turn to pass, a deleted object's disappear; without the CRD the
 /// audit carries on, and starts writing once the CRD is installed. Time is paused: the
 /// minute the audit waits before looking for the CRD again passes at once.

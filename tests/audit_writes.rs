@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use asyncapi_guard::audit::controller::AuditSettings;
 use asyncapi_guard::service::Shared;
-use common::audit_replica::{Replica, settings, start};
+use common::audit_replica::{Replica, holder, settings, start};
 use common::fake_api::{self, FakeApi, Recorded};
 use serde_json::{Value, json};
 
@@ -332,15 +332,6 @@ async fn a_changed_verdict_is_a_new_event_never_a_repeat_of_a_stale_one() {
         replica.stop().await;
     })
     .await;
-}
-
-fn holder(api: &FakeApi) -> Option<String> {
-    api.get(
-        fake_api::LEASES,
-        Some("asyncapi-guard"),
-        "asyncapi-guard-audit",
-    )
-    .and_then(|lease| lease["spec"]["holderIdentity"].as_str().map(str::to_owned))
 }
 
 /// Replicas that start at the same instant never lead together: each takes the Lease under

@@ -141,8 +141,9 @@ async fn first_start_creates_the_secret_writes_the_files_and_sets_the_ca_bundle(
     );
 }
 
-/// Issue 10: started before its webhook configuration existed, the server left the caBundle
-/// empty for up to an hour, and every guarded object was refused cluster-wide.
+/// A webhook configuration created after the server started, or replaced without its
+/// caBundle, gets it within seconds, not at the next hourly check (until then the API
+/// server cannot call the webhook, and every guarded object is refused).
 #[tokio::test]
 async fn a_configuration_created_later_or_replaced_without_its_ca_bundle_gets_it_within_seconds() {
     let dir = tempfile::tempdir().unwrap();

@@ -268,8 +268,8 @@ data:
         protocol: amqp
 ";
 
-/// Issue 11: an unlabelled ConfigMap with an insecure document passed `check` ("0 documents
-/// checked", exit 0), and the webhook lets it through unjudged.
+/// An unlabelled ConfigMap with an insecure document is not passed as "0 documents
+/// checked": `check` says that the webhook would let it through unjudged, and how to label it.
 #[test]
 fn an_unlabelled_config_map_is_caught_and_the_fix_is_given_once() {
     let output = check(&["-"], Some(UNLABELLED_CONFIG_MAP.as_bytes()));
@@ -299,8 +299,8 @@ fn an_unlabelled_config_map_is_caught_and_the_fix_is_given_once() {
     assert!(stdout(&output).contains("0 documents checked"));
 }
 
-/// Issue 10: `asyncapi-guard.io/document: "false"` opted a ConfigMap in; a labelled key
-/// without an extension was passed silently.
+/// `asyncapi-guard.io/document: "false"` opts a ConfigMap out; a labelled key without an
+/// extension is judged by its content, not passed silently.
 #[test]
 fn the_label_false_opts_out_and_a_key_without_extension_is_judged_by_content() {
     let opted_out = UNLABELLED_CONFIG_MAP.replace(

@@ -84,7 +84,7 @@ fn shared_corpus_conformance() {
     assert_corpus(&shared_dir().join("corpus"));
 }
 
-/// 297 documents real teams wrote (issue 11): the same bar as the corpus.
+/// 297 documents real teams wrote: the same bar as the corpus.
 #[test]
 #[ignore = "needs ../shared beside the checkout (CI has it; scripts/test runs it when present)"]
 fn shared_wild_conformance() {

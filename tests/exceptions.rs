@@ -144,17 +144,20 @@ async fn an_exception_covers_its_findings_until_it_expires_and_one_elsewhere_cou
     let pki = Pki::new();
     let server = pki.start_server_with_env(&["--exceptions"], &kubeconfig(&http));
     Pki::wait_until_ready(&server, Duration::from_secs(10)).await;
-    let client = &pki.client;
+    // An insecure document in `payments`, ConfigMap `name`, under `key`.
+    let enforce = async |name: &str, key: &str| {
+        pki.client
+            .review(
+                server.admission,
+                "/enforce",
+                config_map_review("payments", name, key, INSECURE),
+            )
+            .await
+    };
 
     // Covered, and about to expire (within the 14-day window): allowed, and the warning
     // names the exception, its expiry and its reason.
-    let answer = client
-        .review(
-            server.admission,
-            "/enforce",
-            config_map_review("payments", "orders-api", "asyncapi.yaml", INSECURE),
-        )
-        .await;
+    let answer = enforce("orders-api", "asyncapi.yaml").await;
     assert_eq!(response(&answer)["allowed"], true, "{answer}");
     let said = warnings(&answer);
     assert_eq!(said.len(), 1, "{said:?}");
@@ -171,13 +174,7 @@ async fn an_exception_covers_its_findings_until_it_expires_and_one_elsewhere_cou
         said[0]
     );
     // Far from its expiry: `until`.
-    let answer = client
-        .review(
-            server.admission,
-            "/enforce",
-            config_map_review("payments", "billing", "asyncapi.yaml", INSECURE),
-        )
-        .await;
+    let answer = enforce("billing", "asyncapi.yaml").await;
     assert_eq!(response(&answer)["allowed"], true, "{answer}");
     assert!(
         warnings(&answer)[0].contains("excepted by asyncapi-guard/billing until "),
@@ -191,13 +188,7 @@ async fn an_exception_covers_its_findings_until_it_expires_and_one_elsewhere_cou
         ("shipping", "asyncapi.yaml"),
         ("returns", "asyncapi.yaml"),
     ] {
-        let answer = client
-            .review(
-                server.admission,
-                "/enforce",
-                config_map_review("payments", name, key, INSECURE),
-            )
-            .await;
+        let answer = enforce(name, key).await;
         assert_eq!(response(&answer)["allowed"], false, "{name}: {answer}");
         assert!(warnings(&answer).is_empty(), "{name}: {answer}");
     }
@@ -218,13 +209,7 @@ async fn an_exception_covers_its_findings_until_it_expires_and_one_elsewhere_cou
     // restart and no change in the cluster.
     let wait = expiring.duration_since(Timestamp::now()).as_millis().max(0) as u64 + 200;
     tokio::time::sleep(Duration::from_millis(wait)).await;
-    let answer = client
-        .review(
-            server.admission,
-            "/enforce",
-            config_map_review("payments", "orders-api", "asyncapi.yaml", INSECURE),
-        )
-        .await;
+    let answer = enforce("orders-api", "asyncapi.yaml").await;
     assert_eq!(response(&answer)["allowed"], false, "{answer}");
     assert!(
         response(&answer)["status"]["message"]
@@ -350,11 +335,8 @@ async fn an_exception_that_would_not_count_is_refused_and_says_why() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_only_once_listed_without_the_crd_there_are_none_and_a_watch_outage_keeps_the_last_set()
- {
-    let api = FakeApi::new();
-    let http = api.serve_http().await;
+/// An hour's exception for `orders-api`'s missing security, where exceptions count.
+fn grant_legacy_orders(api: &FakeApi) {
     api.create(
         fake_api::EXCEPTIONS,
         Some("asyncapi-guard"),
@@ -366,6 +348,14 @@ async fn ready_only_once_listed_without_the_crd_there_are_none_and_a_watch_outag
             from_now(3600),
         ),
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_once_listed_without_the_crd_there_are_none_and_a_watch_outage_keeps_the_last_set()
+ {
+    let api = FakeApi::new();
+    let http = api.serve_http().await;
+    grant_legacy_orders(&api);
     // The API server is away at start: the replica listens, but is not ready.
     api.set_down(true);
     let pki = Pki::new();
@@ -461,17 +451,7 @@ async fn without_the_crd_a_replica_is_ready_with_no_exceptions_and_finds_them_on
     );
 
     api.set_installed(fake_api::EXCEPTIONS, true);
-    api.create(
-        fake_api::EXCEPTIONS,
-        Some("asyncapi-guard"),
-        exception(
-            "asyncapi-guard",
-            "legacy-orders",
-            target("orders-api", None),
-            &["server-security-missing"],
-            from_now(3600),
-        ),
-    );
+    grant_legacy_orders(&api);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         let answer = pki

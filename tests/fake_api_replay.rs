@@ -393,18 +393,7 @@ impl Replay {
             Some(ns) => format!("/{prefix}/namespaces/{ns}/{plural}/{name}"),
             None => format!("/{collection}/{name}"),
         };
-        let merge = |path: &str, patch: Value| {
-            let (status, body) = self.api.exchange(
-                "PATCH",
-                path,
-                &BTreeMap::new(),
-                "application/merge-patch+json",
-                "",
-                &patch,
-            );
-            assert_eq!(status, 200, "{body}");
-            body
-        };
+        let merge = |path: &str, patch: Value| self.api.merge_patch_at(path, &patch);
         if item.get("status").is_some() && collection.starts_with("apis/asyncapi-guard.io") {
             merge(&format!("{path}/status"), json!({"status": item["status"]}));
         }
@@ -506,15 +495,7 @@ fn collection_of(path: &str) -> String {
 /// What was done while a recorded watch was open, done again.
 fn watch_actions(name: &str, api: &FakeApi) {
     let merge = |path: &str, patch: Value| {
-        let (status, body) = api.exchange(
-            "PATCH",
-            path,
-            &BTreeMap::new(),
-            "application/merge-patch+json",
-            "",
-            &patch,
-        );
-        assert_eq!(status, 200, "{body}");
+        api.merge_patch_at(path, &patch);
     };
     match name {
         "watch-01-configmaps-label-selector" => {

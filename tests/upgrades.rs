@@ -151,18 +151,22 @@ async fn helm_3_client_side_upgrades_add_and_remove_entries() {
         .collect();
     let path =
         "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/asyncapi-guard";
-    let query = [("fieldManager".to_owned(), "helm".to_owned())]
-        .into_iter()
-        .collect();
-    let (status, body) = api.exchange(
-        "PATCH",
-        path,
-        &query,
-        "application/strategic-merge-patch+json",
-        "Helm/3.17.0",
-        &json!({"webhooks": removed}),
-    );
-    assert_eq!(status, 200, "{body}");
+    // Helm 3's upgrade: a strategic merge patch of the entries that changed.
+    let helm_patch = |webhooks: Vec<Value>| {
+        let query = [("fieldManager".to_owned(), "helm".to_owned())]
+            .into_iter()
+            .collect();
+        let (status, body) = api.exchange(
+            "PATCH",
+            path,
+            &query,
+            "application/strategic-merge-patch+json",
+            "Helm/3.17.0",
+            &json!({ "webhooks": webhooks }),
+        );
+        assert_eq!(status, 200, "{body}");
+    };
+    helm_patch(removed);
     assert_eq!(entries(&api).len(), 12);
     assert!(all_trusted(&api));
     let added: Vec<Value> = chart(true)["webhooks"]
@@ -172,15 +176,7 @@ async fn helm_3_client_side_upgrades_add_and_remove_entries() {
         .filter(|w| w["name"].as_str().unwrap().contains("extra-kinds"))
         .cloned()
         .collect();
-    let (status, body) = api.exchange(
-        "PATCH",
-        path,
-        &query,
-        "application/strategic-merge-patch+json",
-        "Helm/3.17.0",
-        &json!({"webhooks": added}),
-    );
-    assert_eq!(status, 200, "{body}");
+    helm_patch(added);
     api.wait_for(
         "the new entries' caBundle",
         Duration::from_secs(5),

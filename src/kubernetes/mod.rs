@@ -200,6 +200,15 @@ fn metadata_field(field: &str) -> String {
     }
 }
 
+/// Labels from pairs, for tests.
+#[cfg(test)]
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 /// The identity and metadata of an object (a manifest's document).
 pub fn identify(object: NodeRef<'_>) -> Result<(ObjectId, ObjectMeta), ObjectError> {
     let text = |field: &'static str| {

@@ -89,13 +89,7 @@ impl NamespaceScope {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
+    use crate::kubernetes::labels;
 
     #[test]
     fn labels_choose_the_mode_as_the_webhook_entries_do() {

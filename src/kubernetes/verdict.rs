@@ -195,6 +195,7 @@ fn judge_documents(
 mod tests {
     use super::*;
     use crate::engine::finding::Mode;
+    use crate::kubernetes::labels;
     use crate::kubernetes::namespaces::{MODE_LABEL, PRODUCTION_LABEL};
 
     fn meta(label: Option<&str>) -> ObjectMeta {
@@ -203,13 +204,6 @@ mod tests {
                 .map(|v| BTreeMap::from([(extract::DOCUMENT_LABEL.to_owned(), v.to_owned())])),
             ..ObjectMeta::default()
         }
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
     }
 
     #[test]

@@ -713,7 +713,8 @@ mod tests {
             names_of(&material.cert).unwrap(),
             ["127.0.0.1", "::1", "guard.ns.svc"]
         );
-        // Every restart of every replica used to re-issue it (issue 10).
+        // Re-issuing it on every restart of every replica would make each replica's
+        // certificate unknown to the others' caBundle until the next write.
         assert_eq!(plan(Some(&material), &wanted, NOW), Plan::Keep);
         let spelled_otherwise = vec![
             "0:0:0:0:0:0:0:1".to_owned(),

@@ -390,7 +390,7 @@ def check_config_loads(label, binary, rendered):
 
 def check_audit_follows_the_webhook(label, values, rendered, objects):
     """The audit judges each namespace as the webhook entries do: same default mode, same
-    excluded namespaces (issue 10: it reported violations in excluded and off namespaces)."""
+    excluded namespaces, so it reports nothing where admission judges nothing."""
     config = yaml.safe_load(yaml.safe_load(rendered["asyncapi-guard/templates/configmap.yaml"])["data"]["config.yaml"])
     scope = config["kubernetes"]["namespaces"]
     webhook = one(objects, "ValidatingWebhookConfiguration")

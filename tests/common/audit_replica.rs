@@ -7,7 +7,17 @@ use std::time::Duration;
 use asyncapi_guard::audit::controller::{self, AuditSettings};
 use asyncapi_guard::service::{Shared, Shutdown};
 
-use super::fake_api::FakeApi;
+use super::fake_api::{self, FakeApi};
+
+/// Who holds the audit's Lease.
+pub fn holder(api: &FakeApi) -> Option<String> {
+    api.get(
+        fake_api::LEASES,
+        Some("asyncapi-guard"),
+        "asyncapi-guard-audit",
+    )
+    .and_then(|lease| lease["spec"]["holderIdentity"].as_str().map(str::to_owned))
+}
 
 /// The Lease and namespace the chart gives the audit, reports off, no resync in a test's
 /// time.

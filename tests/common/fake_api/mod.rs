@@ -2055,6 +2055,22 @@ impl FakeApi {
         )
     }
 
+    /// A merge patch at `path` (an object's, or its `/status`), sent as a client without a
+    /// field manager or a User-Agent sends it (the manager is then `unknown`); it must
+    /// succeed.
+    pub fn merge_patch_at(&self, path: &str, patch: &Value) -> Value {
+        let (status, body) = self.exchange(
+            "PATCH",
+            path,
+            &BTreeMap::new(),
+            "application/merge-patch+json",
+            "",
+            patch,
+        );
+        assert_eq!(status, 200, "merge patch of {path}: {body}");
+        body
+    }
+
     pub fn delete(&self, collection: &str, namespace: Option<&str>, name: &str) {
         let (status, object) = self.request(
             Method::DELETE,
