@@ -6,6 +6,7 @@
 mod common;
 
 use asyncapi_guard::webhook::certificates::SelfManaged;
+use common::self_managed;
 use std::time::Duration;
 
 use common::fake_api::{self, FakeApi};
@@ -15,18 +16,6 @@ use serde_json::{Value, json};
 
 const SECRETS: &str = "/api/v1/namespaces/guard/secrets";
 const WEBHOOKS: &str = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations";
-
-fn managed(client: kube::Client, dir: &std::path::Path) -> SelfManaged {
-    SelfManaged {
-        client,
-        namespace: "guard".into(),
-        secret: "asyncapi-guard-tls".into(),
-        webhook_configuration: Some("asyncapi-guard".into()),
-        dns_names: vec!["asyncapi-guard.guard.svc".into()],
-        dir: dir.to_owned(),
-        owner: None,
-    }
-}
 
 fn webhook_configuration(ca_bundle: Option<&str>) -> Value {
     let client_config = |path: &str| {
@@ -83,7 +72,7 @@ async fn first_start_creates_the_secret_writes_the_files_and_sets_the_ca_bundle(
     let api = FakeApi::new();
     api.ensure_namespace("guard");
     api.create(CONFIGURATIONS, None, rendered_configuration());
-    let managed = managed(api.client("guard"), dir.path());
+    let managed = self_managed(api.client("guard"), dir.path());
     let material = managed.reconcile().await.unwrap();
 
     let secret = api
@@ -149,7 +138,7 @@ async fn a_configuration_created_later_or_replaced_without_its_ca_bundle_gets_it
     let dir = tempfile::tempdir().unwrap();
     let api = FakeApi::new();
     api.ensure_namespace("guard");
-    let managed = managed(api.client("guard"), dir.path());
+    let managed = self_managed(api.client("guard"), dir.path());
     let material = managed.reconcile().await.unwrap();
     let ca = material.ca_bundle.clone();
     // Renewal is hourly; the watch must not wait for it.
@@ -210,8 +199,8 @@ async fn two_replicas_agree_on_one_secret_and_both_keep_the_ca_bundle() {
     let api = FakeApi::new();
     api.ensure_namespace("guard");
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let first = managed(api.client("guard"), one.path());
-    let second = managed(api.client("guard"), two.path());
+    let first = self_managed(api.client("guard"), one.path());
+    let second = self_managed(api.client("guard"), two.path());
     let (a, b) = tokio::join!(first.reconcile(), second.reconcile());
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a, b, "both serve the certificate of the one Secret");
@@ -241,7 +230,7 @@ async fn a_replica_behind_a_ca_rotation_follows_the_secret_instead_of_fighting()
     let api = FakeApi::new();
     api.ensure_namespace("guard");
     let dir = tempfile::tempdir().unwrap();
-    let behind = managed(api.client("guard"), dir.path());
+    let behind = self_managed(api.client("guard"), dir.path());
     let old = behind.reconcile().await.unwrap();
     // Another replica rotates the CA: the Secret holds the new bundle (new CA, then the old).
     let now = std::time::SystemTime::now()
@@ -297,7 +286,7 @@ async fn an_ip_name_does_not_reissue_the_certificate_at_every_start() {
     let dir = tempfile::tempdir().unwrap();
     let with_ip = |client| SelfManaged {
         dns_names: vec!["asyncapi-guard.guard.svc".into(), "127.0.0.1".into()],
-        ..managed(client, dir.path())
+        ..self_managed(client, dir.path())
     };
     let first = with_ip(api.client("guard")).reconcile().await.unwrap();
     let secret_writes = api.writes_to("secrets").len();
@@ -317,7 +306,7 @@ async fn a_replica_that_loses_the_race_uses_the_winners_secret() {
     let winner_secret = {
         // What the other replica wrote: produced by the same code, so it is valid.
         let (other_client, mut other_api) = mock_api::client("guard");
-        let other = managed(other_client, tempfile::tempdir().unwrap().path());
+        let other = self_managed(other_client, tempfile::tempdir().unwrap().path());
         let task = tokio::spawn(async move { other.reconcile().await });
         other_api
             .expect(Method::GET, SECRETS)
@@ -334,7 +323,7 @@ async fn a_replica_that_loses_the_race_uses_the_winners_secret() {
         task.await.unwrap().unwrap();
         winner_secret
     };
-    let managed = managed(client, dir.path());
+    let managed = self_managed(client, dir.path());
     let task = tokio::spawn(async move { managed.reconcile().await });
     api.expect(Method::GET, SECRETS)
         .await

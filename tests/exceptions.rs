@@ -335,6 +335,17 @@ async fn an_exception_that_would_not_count_is_refused_and_says_why() {
     }
 }
 
+/// `orders-api`'s insecure document, as the API server sends it to `/enforce`.
+async fn review_orders(pki: &Pki, server: &common::server::Server) -> Value {
+    pki.client
+        .review(
+            server.admission,
+            "/enforce",
+            config_map_review("payments", "orders-api", "asyncapi.yaml", INSECURE),
+        )
+        .await
+}
+
 /// An hour's exception for `orders-api`'s missing security, where exceptions count.
 fn grant_legacy_orders(api: &FakeApi) {
     api.create(
@@ -369,11 +380,7 @@ async fn ready_only_once_listed_without_the_crd_there_are_none_and_a_watch_outag
     );
     api.set_down(false);
     Pki::wait_until_ready(&server, Duration::from_secs(5)).await;
-    let orders = config_map_review("payments", "orders-api", "asyncapi.yaml", INSECURE);
-    let answer = pki
-        .client
-        .review(server.admission, "/enforce", orders.clone())
-        .await;
+    let answer = review_orders(&pki, &server).await;
     assert_eq!(response(&answer)["allowed"], true, "{answer}");
 
     // The watch goes down: the last known exceptions stay in force, and the replica says so.
@@ -388,10 +395,7 @@ async fn ready_only_once_listed_without_the_crd_there_are_none_and_a_watch_outag
     api.set_down(true);
     wait_for_stale(&server, 1).await;
     assert_eq!(down_lines(&server) - before, 1, "{:?}", server.logs());
-    let answer = pki
-        .client
-        .review(server.admission, "/enforce", orders.clone())
-        .await;
+    let answer = review_orders(&pki, &server).await;
     assert_eq!(response(&answer)["allowed"], true, "{answer}");
     // Down a while longer: still one line.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -427,11 +431,7 @@ async fn without_the_crd_a_replica_is_ready_with_no_exceptions_and_finds_them_on
     let pki = Pki::new();
     let server = pki.start_server_with_env(&["--exceptions"], &kubeconfig(&http));
     Pki::wait_until_ready(&server, Duration::from_secs(5)).await;
-    let orders = config_map_review("payments", "orders-api", "asyncapi.yaml", INSECURE);
-    let answer = pki
-        .client
-        .review(server.admission, "/enforce", orders.clone())
-        .await;
+    let answer = review_orders(&pki, &server).await;
     assert_eq!(response(&answer)["allowed"], false, "{answer}");
     assert!(server.wait_for_log(
         "the AsyncAPIException CRD is not installed",
@@ -454,10 +454,7 @@ async fn without_the_crd_a_replica_is_ready_with_no_exceptions_and_finds_them_on
     grant_legacy_orders(&api);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let answer = pki
-            .client
-            .review(server.admission, "/enforce", orders.clone())
-            .await;
+        let answer = review_orders(&pki, &server).await;
         if response(&answer)["allowed"] == true {
             break;
         }

@@ -9,23 +9,11 @@ mod common;
 
 use std::time::Duration;
 
-use asyncapi_guard::webhook::certificates::SelfManaged;
 use common::fake_api::{self, FakeApi};
+use common::self_managed;
 use serde_json::{Value, json};
 
 const CONFIGURATIONS: &str = fake_api::WEBHOOK_CONFIGURATIONS;
-
-fn managed(api: &FakeApi, dir: &std::path::Path) -> SelfManaged {
-    SelfManaged {
-        client: api.client("guard"),
-        namespace: "guard".into(),
-        secret: "asyncapi-guard-tls".into(),
-        webhook_configuration: Some("asyncapi-guard".into()),
-        dns_names: vec!["asyncapi-guard.guard.svc".into()],
-        dir: dir.to_owned(),
-        owner: None,
-    }
-}
 
 /// The chart's webhook configuration: an entry per mode, production-all and target (and
 /// the exceptions'), with `extraKinds` or without.
@@ -82,7 +70,7 @@ async fn upgrades_by_server_side_apply(manager: &str) {
     let (status, body) = api.apply(CONFIGURATIONS, None, chart(true), manager, false);
     assert_eq!(status, 201, "{body}");
     let dir = tempfile::tempdir().unwrap();
-    let server = managed(&api, dir.path());
+    let server = self_managed(api.client("guard"), dir.path());
     let material = server.reconcile().await.unwrap();
     assert!(all_trusted(&api));
     let keeping = tokio::spawn(server.run(Duration::from_secs(3600), material));
@@ -139,7 +127,7 @@ async fn helm_3_client_side_upgrades_add_and_remove_entries() {
     api.ensure_namespace("guard");
     api.create(CONFIGURATIONS, None, chart(true));
     let dir = tempfile::tempdir().unwrap();
-    let server = managed(&api, dir.path());
+    let server = self_managed(api.client("guard"), dir.path());
     let material = server.reconcile().await.unwrap();
     let keeping = tokio::spawn(server.run(Duration::from_secs(3600), material));
     let removed: Vec<Value> = chart(true)["webhooks"]
@@ -226,7 +214,10 @@ async fn an_earlier_version_s_apply_ownership_fails_the_upgrade_until_the_server
 
     // The upgraded server starts: it releases the entries, keeping the caBundles.
     let dir = tempfile::tempdir().unwrap();
-    managed(&api, dir.path()).reconcile().await.unwrap();
+    self_managed(api.client("guard"), dir.path())
+        .reconcile()
+        .await
+        .unwrap();
     assert!(all_trusted(&api));
     let (status, body) = api.apply(CONFIGURATIONS, None, chart(false), "helm", false);
     assert_eq!(status, 200, "{body}");

@@ -691,42 +691,31 @@ fn start_up_with_a_bad_configuration_fails_before_listening() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, "limits:\n  maxDepth: 0\n").unwrap();
-    let output = std::process::Command::new(common::binary())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    // `serve` with `args`, which must fail: what it said.
+    let refused = |args: &[&std::ffi::OsStr]| {
+        let output = std::process::Command::new(common::binary())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = refused(&["--config".as_ref(), config.as_os_str()]);
     assert!(
         stderr.contains("config.yaml:2:3: limits.maxDepth: must be between 2 and 1000"),
         "{stderr}"
     );
     assert!(!stderr.contains("listening"));
 
-    let output = std::process::Command::new(common::binary())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            "/nonexistent.crt",
-            "--tls-key",
-            "/nonexistent.key",
-        ])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent.crt"));
+    let stderr = refused(&[
+        "--tls-cert".as_ref(),
+        "/nonexistent.crt".as_ref(),
+        "--tls-key".as_ref(),
+        "/nonexistent.key".as_ref(),
+    ]);
+    assert!(stderr.contains("/nonexistent.crt"), "{stderr}");
 }
 
 /// `--log-format text` writes no ANSI colours into a redirected log.

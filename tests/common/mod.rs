@@ -17,6 +17,23 @@ pub fn fixtures() -> PathBuf {
     project_dir().join("tests/fixtures")
 }
 
+/// Self-managed certificates as the chart sets them up: the Secret `asyncapi-guard-tls` in
+/// `guard`, kept in the configuration `asyncapi-guard`'s caBundle.
+pub fn self_managed(
+    client: kube::Client,
+    dir: &Path,
+) -> asyncapi_guard::webhook::certificates::SelfManaged {
+    asyncapi_guard::webhook::certificates::SelfManaged {
+        client,
+        namespace: "guard".into(),
+        secret: "asyncapi-guard-tls".into(),
+        webhook_configuration: Some("asyncapi-guard".into()),
+        dns_names: vec!["asyncapi-guard.guard.svc".into()],
+        dir: dir.to_owned(),
+        owner: None,
+    }
+}
+
 /// `../shared`, when this checkout sits beside it (CI always; a fresh clone never).
 pub fn shared_dir() -> Option<PathBuf> {
     let dir = project_dir().join("../shared");
