@@ -8,17 +8,16 @@
 //! - the data, written as JSON and loaded again, is the same data.
 #![no_main]
 
+mod input;
+
 use asyncapi_guard::engine::document::{
     self, Limits, LoadError, NodeRef, Offset, Stream, Value, json, yaml,
 };
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
-    let limits = Limits {
-        max_bytes: 1 << 20,
-        ..Limits::default()
-    };
-    let Ok(text) = document::check_bytes(bytes, &limits) else {
+    let limits = input::limits();
+    let Some(text) = input::text(bytes) else {
         return;
     };
     let lines = text.split(['\n', '\r']).count().max(1);

@@ -4,15 +4,14 @@
 //! would not.
 #![no_main]
 
-use asyncapi_guard::engine::document::{self, Limits, yaml};
+mod input;
+
+use asyncapi_guard::engine::document::yaml;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
-    let limits = Limits {
-        max_bytes: 1 << 20,
-        ..Limits::default()
-    };
-    let Ok(text) = document::check_bytes(bytes, &limits) else {
+    let limits = input::limits();
+    let Some(text) = input::text(bytes) else {
         return;
     };
     let Some(fast) = yaml::parse_block(text, &limits) else {
