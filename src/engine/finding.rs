@@ -159,6 +159,24 @@ pub struct Waiver {
     pub expiring: bool,
 }
 
+/// `excepted by asyncapi-guard/legacy-orders until 2027-03-01T00:00:00Z: <reason>`, or,
+/// when it is about to expire, `...legacy-orders, which EXPIRES SOON at ...`: how every
+/// output names what excepts a finding.
+impl fmt::Display for Waiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let until = if self.expiring {
+            ", which EXPIRES SOON at"
+        } else {
+            " until"
+        };
+        write!(
+            f,
+            "excepted by {}{until} {}: {}",
+            self.by, self.expires, self.reason
+        )
+    }
+}
+
 /// One violation of one rule at one node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::text::{finding_line, location};
 use crate::engine::Evaluation;
-use crate::engine::finding::{Finding, Mode, Waiver};
+use crate::engine::finding::{Finding, Mode};
 use crate::kubernetes::extract::ObjectId;
 
 /// One document of the object, and how its findings are labelled (`asyncapi.yaml`, `spec`).
@@ -83,22 +83,8 @@ pub fn warnings(documents: &[Judged<'_>]) -> Vec<String> {
         matches!(f.mode, Mode::Enforce | Mode::Warn) && f.waiver.is_some()
     })
     .into_iter()
-    .filter_map(|(label, f)| Some(warning(label, f, &excepted_by(f.waiver.as_deref()?))));
+    .filter_map(|(label, f)| Some(warning(label, f, &format!("; {}", f.waiver.as_deref()?))));
     warned.chain(excepted).collect()
-}
-
-/// `; excepted by asyncapi-guard/legacy-orders until 2027-03-01T00:00:00Z: <reason>`, or,
-/// when the exception is about to expire, `...legacy-orders, which EXPIRES SOON at ...`.
-pub fn excepted_by(waiver: &Waiver) -> String {
-    let until = if waiver.expiring {
-        ", which EXPIRES SOON at"
-    } else {
-        " until"
-    };
-    format!(
-        "; excepted by {}{until} {}: {}",
-        waiver.by, waiver.expires, waiver.reason
-    )
 }
 
 /// `asyncapi-guard: [rule] location message<tail>`, within the API server's length.

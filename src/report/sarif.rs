@@ -86,7 +86,7 @@ fn result(report: &DocumentReport, finding: &Finding) -> Value {
         result["suppressions"] = json!([{
             "kind": "external",
             "status": "accepted",
-            "justification": format!("{} (excepted by {} until {})", waiver.reason, waiver.by, waiver.expires),
+            "justification": waiver.to_string(),
         }]);
     }
     result

@@ -39,11 +39,7 @@ pub fn render(reports: &[DocumentReport]) -> String {
         for finding in &report.evaluation.findings {
             out.push_str(&finding_line(&report.label, finding));
             if let Some(waiver) = &finding.waiver {
-                let _ = write!(
-                    out,
-                    " (excepted by {} until {}: {})",
-                    waiver.by, waiver.expires, waiver.reason
-                );
+                let _ = write!(out, " ({waiver})");
             } else if finding.mode != Mode::Enforce {
                 let _ = write!(out, " ({})", finding.mode);
             }
