@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = RustlsConfig::from_pem_file(cert, key).await?;
     let app = Router::new().route("/validate", post(validate));
-    axum_server::bind_rustls(addr.parse()?, config)
+    axum_server::bind_rustls(addr.parse::<std::net::SocketAddr>()?, config)
         .serve(app.into_make_service())
         .await?;
     Ok(())
