@@ -114,7 +114,7 @@ const NOT_REPLAYED: &[(&str, &str)] = &[
 
 #[test]
 #[ignore = "needs ../shared beside the checkout (CI has it; scripts/test runs it when present)"]
-fn the_fake_answers_as_the_recorded_api_server() {
+fn shared_recorded_api_server_answers_match_the_fake() {
     let dir = common::shared_dir()
         .expect("../shared is not beside this checkout")
         .join("fixtures/apiserver");

@@ -749,3 +749,107 @@ fn text_logs_to_a_pipe_have_no_colours() {
         "no escape codes in a piped log: {lines:?}"
     );
 }
+
+/// The chart's alerts and dashboard read only metrics the server exposes: a renamed metric
+/// would leave an alert that can never fire and a panel that stays empty. The server runs as
+/// the chart runs it, with the audit and exceptions (against the fake API server), and has
+/// denied a request and audited a violation, so every family has a sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_and_the_dashboard_read_only_metrics_the_server_exposes() {
+    let api = common::fake_api::FakeApi::new();
+    let http = api.serve_http().await;
+    let insecure = fixture("configmap-create-insecure.json");
+    let mut config_map = insecure["request"]["object"].clone();
+    for volatile in [
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "managedFields",
+    ] {
+        config_map["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove(volatile);
+    }
+    let namespace = config_map["metadata"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    api.create(common::fake_api::CONFIG_MAPS, Some(&namespace), config_map);
+    api.ensure_namespace("asyncapi-guard");
+    let pki = Pki::new();
+    let server = pki.start_server_with_env(
+        &[
+            "--audit",
+            "--exceptions",
+            "--namespace",
+            "asyncapi-guard",
+            "--pod-name",
+            "replica-a",
+        ],
+        &[("KUBECONFIG", http.kubeconfig.as_os_str())],
+    );
+    Pki::wait_until_ready(&server, Duration::from_secs(10)).await;
+    let answer = pki
+        .client
+        .review(server.admission, "/enforce", bytes(&insecure))
+        .await;
+    assert_eq!(answer["response"]["status"]["code"], 403, "{answer}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut text = server.metrics_text().await;
+    while !text.contains("asyncapi_guard_audit_violations{") {
+        assert!(
+            Instant::now() < deadline,
+            "no audit violation in\n{text}\n{:#?}",
+            server.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = server.metrics_text().await;
+    }
+    // Family names (a description may name one) and sample names, from each family's type:
+    // a counter's samples end in _total, a histogram's in _bucket, _sum and _count.
+    let mut exposed = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let Some(declared) = line.strip_prefix("# TYPE ") else {
+            continue;
+        };
+        let (name, kind) = declared.split_once(' ').unwrap();
+        exposed.insert(name.to_owned());
+        match kind {
+            "counter" => exposed.insert(format!("{name}_total")),
+            "histogram" => {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    exposed.insert(format!("{name}{suffix}"));
+                }
+                true
+            }
+            _ => exposed.insert(name.to_owned()),
+        };
+    }
+    let chart = common::project_dir().join("charts/asyncapi-guard");
+    let mut read = 0;
+    for file in [
+        "templates/prometheusrule.yaml",
+        "dashboards/asyncapi-guard.json",
+    ] {
+        let source = std::fs::read_to_string(chart.join(file)).unwrap();
+        let names: std::collections::BTreeSet<&str> = source
+            .match_indices("asyncapi_guard_")
+            .map(|(at, _)| {
+                let rest = &source[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        for name in &names {
+            assert!(
+                exposed.contains(*name),
+                "{file} reads {name}, which /metrics does not expose:\n{exposed:#?}"
+            );
+        }
+        read += names.len();
+    }
+    assert!(read >= 10, "only {read} metric names read");
+}

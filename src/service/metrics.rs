@@ -221,7 +221,7 @@ impl Default for Metrics {
             "The audit's writes, by target (object, report, exception-status, exception-event) and result",
             audit_writes.clone(),
         );
-        Metrics {
+        let metrics = Metrics {
             audit_leader,
             audit_current,
             audit_pending_writes,
@@ -242,7 +242,20 @@ impl Default for Metrics {
             config_reloads,
             certificate_reloads,
             audit_violations,
+        };
+        // Series whose labels are known in advance exist from the start, at 0: a rate or
+        // an increase of them is then defined before the first event, and an alert on a
+        // failure can fire on the first one.
+        for ok in [true, false] {
+            let _ = metrics.config_reloads.get_or_create(&result(ok));
+            let _ = metrics.certificate_reloads.get_or_create(&result(ok));
         }
+        for lookup in [Lookup::Hit, Lookup::Miss, Lookup::FirstSight] {
+            let _ = metrics.memo_lookups.get_or_create(&ResultLabels {
+                result: lookup.as_str().to_owned(),
+            });
+        }
+        metrics
     }
 }
 

@@ -9,7 +9,8 @@ Kubernetes 1.36 schemas offline (kubernetes-validate --strict), and asserts the 
 matter: the webhook leaves out the system namespaces and its own, exactly one webhook entry
 (with the right mode in its path) matches any namespace, sideEffects None, probes and Service
 on ports the container opens, the pod's security context, what each certificate mode needs.
-Also: the CRD's schema accepts the example resources, the Dockerfile's user, entrypoint and
+With the monitoring values, the alerts pass `promtool check rules` and the unit tests of
+tests/chart/alerts.test.yaml. Also: the CRD's schema accepts the example resources, the Dockerfile's user, entrypoint and
 ports match the Deployment, the rendered configuration loads in BINARY, NOTES.txt's example
 denial is what BINARY says, and manifests/ is current. Prints one line per failure; exits 1
 on any.
@@ -20,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,7 +36,9 @@ RELEASE, NAMESPACE = "guard", "guard-system"
 SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease"}
 KUBERNETES = "1.36.0"
 # Kinds kubernetes-validate has no schema for; checked here instead.
-CUSTOM_KINDS = {"Certificate", "Issuer", "ServiceMonitor"}
+CUSTOM_KINDS = {"Certificate", "Issuer", "ServiceMonitor", "PrometheusRule"}
+ALERT_TESTS = os.path.join(ROOT, "tests", "chart", "alerts.test.yaml")
+DASHBOARD = os.path.join(CHART, "dashboards", "asyncapi-guard.json")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 failures = []
@@ -425,6 +429,39 @@ def check_crd_accepts_examples():
     check(schema["properties"]["spec"].get("x-kubernetes-preserve-unknown-fields") is True, "CRD: spec kept whole")
 
 
+def check_monitoring(label, values, objects):
+    """Alerts and dashboard only when asked for; the alerts pass promtool's checks and unit
+    tests (each firing and not firing), each says what to do; the dashboard is the chart's
+    file, for Grafana's sidecar."""
+    metrics = values["metrics"]
+    rules = [o for o in objects if o["kind"] == "PrometheusRule"]
+    dashboards = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard")]
+    check(len(rules) == (1 if metrics["prometheusRule"]["enabled"] else 0), f"{label}: a PrometheusRule only when metrics.prometheusRule.enabled")
+    check(len(dashboards) == (1 if metrics["dashboard"]["enabled"] else 0), f"{label}: a dashboard only when metrics.dashboard.enabled")
+    for dashboard in dashboards:
+        wanted = metrics["dashboard"]
+        check(dashboard["metadata"]["labels"].get(wanted["label"]) == wanted["labelValue"], f"{label}: the dashboard has the sidecar's label")
+        check(json.loads(dashboard["data"]["asyncapi-guard.json"]) == json.load(open(DASHBOARD)),
+              f"{label}: the dashboard ConfigMap holds dashboards/asyncapi-guard.json")
+    for rule in rules:
+        groups = rule["spec"]["groups"]
+        for alert in (r for g in groups for r in g["rules"]):
+            annotations = alert.get("annotations", {})
+            check(annotations.get("summary") and annotations.get("description"),
+                  f"{label}: alert {alert.get('alert')} has a summary and a description that says what to do")
+            check(alert.get("labels", {}).get("severity") in ("critical", "warning", "info"), f"{label}: alert {alert.get('alert')} has a severity")
+        if not check(shutil.which("promtool") is not None, "promtool is not installed (apt-get install prometheus)"):
+            continue
+        with tempfile.TemporaryDirectory() as d:
+            full, bare, test = (os.path.join(d, n) for n in ("rules.yaml", "bare.yaml", "test.yaml"))
+            yaml.safe_dump({"groups": groups}, open(full, "w"))
+            yaml.safe_dump({"groups": [{**g, "rules": [{k: v for k, v in r.items() if k != "annotations"} for r in g["rules"]]} for g in groups]}, open(bare, "w"))
+            open(test, "w").write(open(ALERT_TESTS).read().replace("rule_files: [RULES]", f"rule_files: [{bare}]"))
+            for args in (["check", "rules", full], ["test", "rules", test]):
+                result = subprocess.run(["promtool", *args], capture_output=True, text=True)
+                check(result.returncode == 0, f"{label}: promtool {' '.join(args[:2])}: {result.stdout.strip()} {result.stderr.strip()}")
+
+
 def check_dockerfile(objects):
     dockerfile = open(os.path.join(ROOT, "Dockerfile")).read()
     deployment = one(objects, "Deployment")
@@ -540,6 +577,7 @@ def main():
         check_exceptions(label, merged, first, objects)
         check_lifecycle(label, merged, objects)
         check_args_parse(label, binary, objects)
+        check_monitoring(label, merged, objects)
         if not values:
             default_objects = objects
             check_notes(binary, first)
