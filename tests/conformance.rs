@@ -1,4 +1,4 @@
-//! The verdicts of POLICY.md, file by file: every `allowed` and every set of (rule, path)
+//! The verdicts of docs/policy.md, file by file: every `allowed` and every set of (rule, path)
 //! pairs of a corpus's `expected.json` must come out exactly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -81,7 +81,7 @@ fn is_resource(review: &Value) -> bool {
     review["request"]["kind"]["kind"] == "AsyncAPI"
 }
 
-/// What POLICY.md says each captured request gets.
+/// What docs/policy.md says each captured request gets.
 fn expected(name: &str, review: &Value) -> Option<String> {
     let object_name = review["request"]["name"].as_str().unwrap();
     if review["request"]["operation"] == "DELETE" || !name.contains("insecure") {

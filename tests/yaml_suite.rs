@@ -22,12 +22,12 @@ fn shared_conformance() -> PathBuf {
         .expect(NEEDS_SHARED)
 }
 
-/// Cases that are valid YAML but that POLICY.md refuses after loading, with the reason.
+/// Cases that are valid YAML but that docs/policy.md refuses after loading, with the reason.
 /// Anything else that a valid case fails on is a loader defect.
 fn policy_refusal(error: &LoadError) -> Option<&'static str> {
     match error {
-        LoadError::DuplicateKey { .. } => Some("duplicate keys are refused (POLICY.md)"),
-        LoadError::ComplexKey { .. } => Some("non-scalar keys are refused (POLICY.md)"),
+        LoadError::DuplicateKey { .. } => Some("duplicate keys are refused (docs/policy.md)"),
+        LoadError::ComplexKey { .. } => Some("non-scalar keys are refused (docs/policy.md)"),
         LoadError::Empty => Some("a stream of comments only holds no document to check"),
         _ => None,
     }

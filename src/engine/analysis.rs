@@ -246,7 +246,7 @@ impl<'d> Analysis<'d> {
 
     fn add_resolved_site(&mut self, seen: &mut NodeSet, entry: Located<'d>) {
         // References that leave the document, or lead nowhere, are not judged here
-        // (POLICY.md: "other external server or operation references are not judged").
+        // (docs/policy.md: "other external server or operation references are not judged").
         if let Target::Node(object) = refs::follow(self.root, entry) {
             self.add_site(seen, object);
         }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::document::Pos;
 
-/// The rule ids of POLICY.md. Declared most severe first: sorting by id sorts by severity.
+/// The rule ids of docs/policy.md. Declared most severe first: sorting by id sorts by severity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuleId {

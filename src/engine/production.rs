@@ -1,4 +1,4 @@
-//! Which servers are production (POLICY.md "Production servers").
+//! Which servers are production (docs/policy.md, "Production servers").
 
 use regex_automata::meta::Regex;
 use regex_automata::util::syntax;
@@ -132,16 +132,12 @@ fn strip_prefix_ascii_case<'t>(text: &'t str, prefix: &str) -> Option<&'t str> {
         .then(|| &text[prefix.len()..])
 }
 
-/// Patterns match with ASCII case folding only, as POLICY.md says (`unicode(false)`:
+/// Patterns match with ASCII case folding only, as docs/policy.md says (`unicode(false)`:
 /// the Kelvin sign is not a `k`).
 ///
-/// Built with `regex`'s own engine, configured for what a server name is: a few bytes,
-/// matched once. The full DFA and the literal prefilter that `regex` builds by default pay
-/// off on long haystacks, and building them was a sixth of a `check` process's start-up;
-/// the lazy DFA stays. The pool of search caches gets a fixed number of shards: by default
-/// `regex` asks for the CPU count, which reads the process's cgroup files (0.05 to 0.2 ms
-/// of a 2 ms `check` of a small file, as this VM drifts); eight shards serve the webhook's
-/// few workers as well.
+/// Configured for what a server name is, a few bytes matched once: no full DFA or literal
+/// prefilter (they pay off on long haystacks and cost start-up), and a fixed number of
+/// cache shards (the default asks for the CPU count, which reads cgroup files at start).
 fn compile(pattern: &str) -> Result<Pattern, String> {
     let regex = Regex::builder()
         .syntax(

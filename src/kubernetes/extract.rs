@@ -1,4 +1,4 @@
-//! Which AsyncAPI documents a Kubernetes object carries (POLICY.md "Kubernetes objects").
+//! Which AsyncAPI documents a Kubernetes object carries (docs/policy.md, "What is read").
 //!
 //! Works on the object as the engine's document tree: the webhook reads the API server's
 //! JSON into one (iteratively, under the configured limits), the audit builds one from what
@@ -172,7 +172,7 @@ impl ExtractConfig {
     }
 }
 
-/// What a ConfigMap's `asyncapi-guard.io/document` label says (POLICY.md: any value but
+/// What a ConfigMap's `asyncapi-guard.io/document` label says (docs/policy.md: any value but
 /// `false` opts in; `false` opts out, even of `inspectAllConfigMaps`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DocumentLabel {

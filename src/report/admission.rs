@@ -1,5 +1,5 @@
-//! What an admission response says: the denial message (docs/policy.md, "The denial
-//! message"), warnings in `warn` mode and for findings an exception covers, and annotations
+//! What an admission response says: the denial message (docs/policy.md, "What is
+//! reported"), warnings in `warn` mode and for findings an exception covers, and annotations
 //! in `audit` mode.
 
 use std::collections::BTreeMap;
@@ -16,7 +16,7 @@ pub struct Judged<'a> {
     pub evaluation: &'a Evaluation,
 }
 
-/// The API server truncates a warning past 256 characters. POLICY.md asks for 120 "where it
+/// The API server truncates a warning past 256 characters. docs/policy.md asks for 120 "where it
 /// can be": a warning is that short when its finding is, and uses the rest rather than lose
 /// the hint (the "did you mean" is the part people act on).
 pub const WARNING_MAX_CHARS: usize = 256;

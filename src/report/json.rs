@@ -1,4 +1,4 @@
-//! `--format json`: POLICY.md "Machine-readable output".
+//! `--format json`: docs/policy.md, "What is reported".
 
 use serde::Serialize;
 

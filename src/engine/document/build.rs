@@ -1,5 +1,5 @@
 //! Builds a [`Tree`] from the events of any loader (YAML, JSON, a JSON value), and enforces
-//! in one place what POLICY.md asks of loading itself: unique scalar keys, merge keys, the
+//! in one place what docs/policy.md asks of loading itself: unique scalar keys, merge keys, the
 //! depth limit, and a cap on alias expansion that is checked by arithmetic, since aliases
 //! share nodes instead of being copied.
 
@@ -81,10 +81,8 @@ impl<'a> Builder<'a> {
             .saturating_mul(text.len() as u64)
             .max(limits.alias_floor);
         // Nodes reserved up front, so that a big document's are not regrown (copied and
-        // faulted in again). The corpora's YAML has a node per 31 bytes, 20 in the densest
-        // file over 2 KB: one per 16 leaves room. It was one per 12, which pushed the next
-        // allocations of a 1 MiB `check` into one more 2 MiB page (0.12 ms). JSON keeps one
-        // per 12: what the API server sends has no indentation.
+        // faulted in again): the corpora's YAML has a node per 20 to 31 bytes, and the JSON
+        // the API server sends, without indentation, more.
         let nodes = text.len()
             / match syntax {
                 Syntax::Yaml => 16,

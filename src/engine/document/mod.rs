@@ -217,13 +217,12 @@ pub struct Tree<'a> {
     key_order: Vec<u32>,
     /// Beside each place of `key_order`, the [`key_prefix`] of its key: sorting and
     /// searching compare these, which lie side by side, and read a key's text only among
-    /// equal prefixes (sorting by the texts alone was 4 % of loading the 1 MiB benchmark
-    /// document).
+    /// equal prefixes.
     key_prefixes: Vec<u64>,
     /// Where each indexed mapping's order starts in `key_order`, by where its entries start
     /// in `entries`; in close order, which is the order of their entries. Packed rather than
-    /// kept at the entries' own places: that left a run of unused places before every big
-    /// mapping, and regrowing it (a 1 MiB document's ran to 350 KB) cost more than the search.
+    /// kept at the entries' own places, which would leave unused places before every big
+    /// mapping to be regrown.
     indexed: Vec<(u32, u32)>,
     items: Vec<NodeId>,
     /// The text offsets and borrowed texts point into.
@@ -550,7 +549,7 @@ impl<'d> NodeRef<'d> {
     /// How many bytes of the JSON source the node spans, from its first token to its last:
     /// found by going down its last members to a scalar, then reading past that scalar and
     /// the brackets that close above it. Reads as much as the tree is deep, not every node
-    /// (walking a big `spec` for its size was 7 % of judging a custom resource). `None`
+    /// of a big `spec`. `None`
     /// when the source is not JSON or an offset is unknown (a tree made from a value).
     pub fn json_source_len(&self) -> Option<usize> {
         if !self.tree.json {
@@ -598,10 +597,8 @@ impl<'d> NodeRef<'d> {
         self.stored_entries().iter().map(|e| tree.entry_of(e))
     }
 
-    /// The member `key` of a mapping. Without its key's text, which is made a `str` (its
-    /// ends checked to be character boundaries) for nothing here: judging the generated
-    /// documents took about a tenth less time once lookups stopped doing that (alternating
-    /// runs).
+    /// The member `key` of a mapping. Compares stored key bytes without making a `str` of
+    /// them (checking character boundaries on every lookup is a cost judging need not pay).
     pub fn get(&self, key: &str) -> Option<NodeRef<'d>> {
         self.stored_entry(key).map(|e| self.child(e.value))
     }
@@ -744,7 +741,7 @@ impl fmt::Display for Syntax {
 }
 
 /// Why a source could not be loaded. Every variant knows where it happened. Syntax errors
-/// (the text is not YAML 1.2 or JSON) are told apart from the refusals of POLICY.md of text
+/// (the text is not YAML 1.2 or JSON) are told apart from the refusals of docs/policy.md of text
 /// that parses (duplicate keys, keys that are not scalars, limits).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoadError {
@@ -879,7 +876,7 @@ pub fn check_bytes<'b>(bytes: &'b [u8], limits: &Limits) -> Result<&'b str, Load
     }
 }
 
-/// Loads a source the way POLICY.md says: text that is JSON (RFC 8259) is read as JSON;
+/// Loads a source the way docs/policy.md says: text that is JSON (RFC 8259) is read as JSON;
 /// any other text as YAML 1.2, whatever the file or key is named (AsyncAPI tools choose by
 /// content, and real `.json` files hold YAML). JSON is a subset of YAML 1.2, so reading a
 /// JSON text with a JSON parser changes nothing but what YAML parsers get wrong (surrogate

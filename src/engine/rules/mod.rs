@@ -1,4 +1,4 @@
-//! The rules of POLICY.md, one module each, named after the rule id.
+//! The rules of docs/policy.md, one module each, named after the rule id.
 //!
 //! Every rule reads the same [`Analysis`]; none of them parses, resolves or formats.
 

@@ -1014,7 +1014,7 @@ mod tests {
         gives_up(text);
         let err = super::super::parse(text, &Limits::default()).unwrap_err();
         assert!(err.is_syntax() && err.pos().line == 3, "{err:?}");
-        // A duplicate key: given up, refused by the full parser as POLICY.md says.
+        // A duplicate key: given up, refused by the full parser as docs/policy.md says.
         gives_up("a: 1\na: 2\n");
     }
 

@@ -10,7 +10,7 @@
 //! are read by our own block reader, and this parser only sees the rest.
 //!
 //! One leniency over strict mode: the closing bracket of a multi-line flow collection may
-//! sit at the indentation of the key (or `-`) that holds the collection. POLICY.md's corpus
+//! sit at the indentation of the key (or `-`) that holds the collection. the policy's corpus
 //! of real documents has it, PyYAML and libyaml accept it, and refusing it would block a
 //! correct deploy; content lines inside the collection, and the continuation lines of
 //! quoted scalars, must still be indented past that key, as the test suite demands.
