@@ -1,4 +1,4 @@
-//! The audit against the fake API server (tests/common/fake_api.rs), the way a platform team
+//! The audit against the fake API server (tests/common/fake_api/), the way a platform team
 //! meets it: namespaces labelled off, warn or production=all, an excluded namespace, two
 //! replicas handing the Lease over on SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
