@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::fake_api::{self, FakeApi};
 use common::server::{Pki, plain_get};
+use common::{response, warnings};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
@@ -73,19 +74,6 @@ fn from_now(seconds: i64) -> Timestamp {
     Timestamp::now()
         .checked_add(SignedDuration::from_secs(seconds))
         .unwrap()
-}
-
-fn response(review: &Value) -> &Value {
-    &review["response"]
-}
-
-fn warnings(review: &Value) -> Vec<String> {
-    review["response"]["warnings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|w| w.as_str().map(str::to_owned))
-        .collect()
 }
 
 fn kubeconfig(http: &fake_api::FakeHttp) -> [(&'static str, &std::ffi::OsStr); 1] {

@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::response;
 use common::server::{Ca, Client, Pki, SecretVolume, plain_get};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -67,10 +68,6 @@ fn fixtures() -> Vec<(String, Value)> {
 
 fn bytes(review: &Value) -> Vec<u8> {
     serde_json::to_vec(review).unwrap()
-}
-
-fn response(answer: &Value) -> &Value {
-    &answer["response"]
 }
 
 fn is_labelled(review: &Value) -> bool {
@@ -268,14 +265,8 @@ async fn warn_and_audit_modes_allow_and_say_why() {
         .client
         .review(server.admission, "/warn?timeout=10s", insecure.clone())
         .await;
-    let r = response(&answer);
-    assert_eq!(r["allowed"], true);
-    let warnings: Vec<&str> = r["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w.as_str().unwrap())
-        .collect();
+    assert_eq!(response(&answer)["allowed"], true);
+    let warnings = common::warnings(&answer);
     assert_eq!(warnings.len(), 2);
     assert!(
         warnings[0].contains("[server-security-missing]")

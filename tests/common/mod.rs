@@ -34,6 +34,21 @@ pub fn self_managed(
     }
 }
 
+/// The `response` of an AdmissionReview answer.
+pub fn response(review: &serde_json::Value) -> &serde_json::Value {
+    &review["response"]
+}
+
+/// The admission warnings of an AdmissionReview answer (none when it has none).
+pub fn warnings(review: &serde_json::Value) -> Vec<String> {
+    review["response"]["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// `../shared`, when this checkout sits beside it (CI always; a fresh clone never).
 pub fn shared_dir() -> Option<PathBuf> {
     let dir = project_dir().join("../shared");
