@@ -71,12 +71,7 @@ impl MockApi {
         .unwrap_or_else(|_| panic!("no request came; expected {method} {uri}"))
         .unwrap_or_else(|| panic!("the client went away; expected {method} {uri}"));
         let (parts, body) = request.into_parts();
-        let bytes = body.collect().await.unwrap().to_bytes();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
+        let body = super::fake_api::body_of(&body.collect().await.unwrap().to_bytes());
         let got = parts
             .uri
             .path_and_query()
@@ -88,12 +83,7 @@ impl MockApi {
             "expected {method} {uri}, got {} {got}",
             parts.method
         );
-        let content_type = parts
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let content_type = super::fake_api::header(&parts, "content-type");
         Exchange {
             method: parts.method,
             content_type,

@@ -1711,6 +1711,16 @@ pub struct FakeHttp {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A request header's value, or empty.
+pub fn header(parts: &http::request::Parts, name: &str) -> String {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// A request's body: JSON, or YAML (kube sends apply patches as JSON, which is YAML, and
 /// kubectl sends YAML).
 pub fn body_of(bytes: &[u8]) -> Value {
@@ -1833,16 +1843,8 @@ impl FakeApi {
         parts: &http::request::Parts,
         bytes: &[u8],
     ) -> Result<Response<ResponseBody>, Refused> {
-        let header = |name: &str| {
-            parts
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let content_type = header("content-type");
-        let user_agent = header("user-agent");
+        let content_type = header(parts, "content-type");
+        let user_agent = header(parts, "user-agent");
         let body = body_of(bytes);
         let path = parts.uri.path().to_owned();
         let query = parse_query(parts.uri.query());
