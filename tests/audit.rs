@@ -12,7 +12,7 @@ use asyncapi_guard::service::Shared;
 use asyncapi_guard::service::state::ActiveConfig;
 use common::audit_replica::{settings, start};
 use common::fake_api::{self, FakeApi};
-use common::mock_api::{self, status};
+use common::mock_api;
 use http::Method;
 use serde_json::{Value, json};
 
@@ -47,14 +47,7 @@ async fn the_census_pages_through_lists_and_reports_what_it_could_not_list() {
         "/apis/asyncapi-guard.io/v1alpha1/asyncapiexceptions?",
     )
     .await
-    .respond(
-        404,
-        status(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        ),
-    );
+    .not_served();
     let namespaces = api.expect(Method::GET, "/api/v1/namespaces?").await;
     assert!(namespaces.uri.contains("limit=2"), "{}", namespaces.uri);
     namespaces.respond(
@@ -102,14 +95,7 @@ async fn the_census_pages_through_lists_and_reports_what_it_could_not_list() {
     );
     api.expect(Method::GET, "/apis/asyncapi-guard.io/v1alpha1/asyncapis?")
         .await
-        .respond(
-            404,
-            status(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ),
-        );
+        .not_served();
 
     let census = task.await.unwrap().unwrap();
     assert_eq!(census.pages, 2);

@@ -38,6 +38,18 @@ impl Exchange {
         self.send.send_response(response);
     }
 
+    /// A kind the API server does not serve (its CRD not installed).
+    pub fn not_served(self) {
+        self.respond(
+            404,
+            status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
+        );
+    }
+
     pub fn not_found(self, kind: &str, name: &str) {
         self.respond(
             404,
