@@ -851,16 +851,14 @@ impl Store {
             (Some(name), _) if !name.is_empty() => name.to_owned(),
             (_, Some(prefix)) => format!("{prefix}{:05x}", self.revision + 1),
             _ => {
-                let cause = validate::Cause {
-                    reason: "FieldValueRequired",
-                    message: "Required value: name or generateName is required".to_owned(),
-                    field: "metadata.name".to_owned(),
-                };
-                let mut body = validate::status(&served.group, &served.kind, "", &[cause]);
-                if let Some(details) = body["details"].as_object_mut() {
-                    details.remove("name");
-                }
-                return Reply::Json(422, body);
+                let cause = validate::required(
+                    "metadata.name".to_owned(),
+                    "name or generateName is required",
+                );
+                return Reply::Json(
+                    422,
+                    validate::status(&served.group, &served.kind, "", &[cause]),
+                );
             }
         };
         if let Some(refused) = self.may_create_in(served, &key) {
@@ -1034,13 +1032,11 @@ impl Store {
             return Reply::Json(415, body);
         }
         if force {
-            let mut body = status_body(
-                422,
-                "Invalid",
-                "PatchOptions.meta.k8s.io \"\" is invalid: force: Forbidden: may not be specified for non-apply patch",
-            );
-            body["details"] = json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [{"reason": "FieldValueForbidden", "message": "Forbidden: may not be specified for non-apply patch", "field": "force"}]});
-            return Reply::Json(422, body);
+            return patch_options_invalid(validate::Cause {
+                reason: "FieldValueForbidden",
+                message: "Forbidden: may not be specified for non-apply patch".to_owned(),
+                field: "force".to_owned(),
+            });
         }
         let Some(current) = self.objects.get(key).cloned() else {
             return self.not_found(served, &key.name);
@@ -1079,13 +1075,10 @@ impl Store {
     fn apply(&mut self, call: Call<'_>, force: bool) -> Reply {
         let (served, key, sub, request) = call.parts();
         let Some(manager) = request.query.get("fieldManager").cloned() else {
-            let mut body = status_body(
-                422,
-                "Invalid",
-                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
-            );
-            body["details"] = json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [{"reason": "FieldValueRequired", "message": "Required value: is required for apply patch", "field": "fieldManager"}]});
-            return Reply::Json(422, body);
+            return patch_options_invalid(validate::required(
+                "fieldManager".to_owned(),
+                "is required for apply patch",
+            ));
         };
         let mut applied = request.body.clone();
         if !applied.is_object() {
@@ -1542,6 +1535,14 @@ impl Store {
             ),
         }
     }
+}
+
+/// A patch's options refused (422), as the API server words it: `PatchOptions` has no name.
+fn patch_options_invalid(cause: validate::Cause) -> Reply {
+    Reply::Json(
+        422,
+        validate::status("meta.k8s.io", "PatchOptions", "", &[cause]),
+    )
 }
 
 fn apply_conflict(conflicts: &BTreeMap<String, Vec<String>>) -> Reply {

@@ -17,7 +17,7 @@ pub struct Cause {
     pub field: String,
 }
 
-fn required(field: String, message: &str) -> Cause {
+pub fn required(field: String, message: &str) -> Cause {
     Cause {
         reason: "FieldValueRequired",
         message: if message.is_empty() {
@@ -127,8 +127,12 @@ pub fn status(group: &str, kind: &str, name: &str, causes: &[Cause]) -> Value {
         [one] => one.clone(),
         many => format!("[{}]", many.join(", ")),
     };
-    let mut details = json!({"name": name, "kind": kind, "causes": causes.iter().map(|c| json!({
+    let mut details = json!({"kind": kind, "causes": causes.iter().map(|c| json!({
         "reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>()});
+    // An object refused before it has a name (or options, which have none) has none here.
+    if !name.is_empty() {
+        details["name"] = json!(name);
+    }
     if !group.is_empty() {
         details["group"] = json!(group);
     }
